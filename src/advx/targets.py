@@ -1,0 +1,393 @@
+"""Targets: how an attack may touch a model.
+
+Three access levels, each a strict superset of the next:
+
+* :class:`WhiteBox` — differentiable ``x -> logits`` (gradient attacks: FGSM, PGD, ...),
+* :class:`ScoreBox` — ``x -> probabilities`` (score-based attacks: Square, SimBA, ...),
+* :class:`LabelBox` — ``x -> label`` (decision-based attacks: HopSkipJump, RayS, ...).
+
+A stronger target can be used wherever a weaker one is asked for (``white.as_scores()``),
+never the reverse: an attack that needs more access than the target grants raises
+:class:`~advx.errors.AccessError` naming what it needs.
+
+Every target counts the rows it evaluates (``target.queries``). Per-example accounting and
+budgets for one attack call live in :class:`Oracle`, which attacks receive instead of the
+target: its views are plain callables, so the attack math stays plain functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from enum import IntEnum
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advx.errors import AccessError, InputError, QueryBudgetExceeded
+from advx.models.adapter import Classifier
+
+
+class Access(IntEnum):
+    """What a target reveals; higher includes lower."""
+
+    LABELS = 0
+    SCORES = 1
+    GRADIENTS = 2
+
+    @property
+    def label(self) -> str:
+        """Human name used in messages."""
+        return {0: "labels only (LabelBox)", 1: "scores (ScoreBox)", 2: "gradients (WhiteBox)"}[
+            int(self)
+        ]
+
+
+class Target:
+    """Base of every target: metadata, access level and a query counter.
+
+    Subclasses implement the one evaluation their access level provides
+    (``_logits``, ``_scores`` or ``_labels``); the others derive from it.
+    """
+
+    access: Access = Access.LABELS
+
+    def __init__(
+        self,
+        *,
+        input_shape: Sequence[int],
+        num_classes: int,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        class_names: Sequence[str] | None = None,
+        name: str = "model",
+    ) -> None:
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = int(num_classes)
+        self.bounds = (float(bounds[0]), float(bounds[1]))
+        self.class_names = (
+            tuple(class_names) if class_names else tuple(str(i) for i in range(num_classes))
+        )
+        self.name = name
+        self.queries = 0  # rows evaluated through this target, all callers together
+
+    # -- evaluations (public ones count queries) -------------------------------------
+    def logits(self, x: Tensor) -> Tensor:
+        """Differentiable logits ``(N, C)``; white-box targets only."""
+        self._require(Access.GRADIENTS, "logits")
+        self.queries += x.shape[0]
+        return self._logits(x)
+
+    def scores(self, x: Tensor) -> Tensor:
+        """Class probabilities ``(N, C)`` (no gradient); score or white-box targets."""
+        self._require(Access.SCORES, "scores")
+        self.queries += x.shape[0]
+        with torch.no_grad():
+            return self._scores(x)
+
+    def labels(self, x: Tensor) -> Tensor:
+        """Predicted labels ``(N,)`` (int64); every target."""
+        self.queries += x.shape[0]
+        with torch.no_grad():
+            return self._labels(x)
+
+    def _logits(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _scores(self, x: Tensor) -> Tensor:
+        return self._logits(x).softmax(dim=1)
+
+    def _labels(self, x: Tensor) -> Tensor:
+        return self._scores(x).argmax(dim=1)
+
+    def _require(self, access: Access, what: str) -> None:
+        if self.access < access:
+            raise AccessError(
+                f"target {self.name!r} gives {self.access.label}, but {what} needs "
+                f"{access.label}; use an attack for this access level "
+                "(`advx attack --list` shows what each attack needs)"
+            )
+
+    # -- modes and views ---------------------------------------------------------------
+    def attacking(self) -> Any:
+        """Context for the duration of an attack (eval mode, frozen parameters)."""
+        return nullcontext(self)
+
+    def as_scores(self) -> Target:
+        """This target seen as a :class:`ScoreBox` (only probabilities visible)."""
+        self._require(Access.SCORES, "as_scores()")
+        return _Weakened(self, Access.SCORES)
+
+    def as_labels(self) -> Target:
+        """This target seen as a :class:`LabelBox` (only labels visible)."""
+        return _Weakened(self, Access.LABELS)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, input_shape={self.input_shape}, "
+            f"num_classes={self.num_classes}, bounds={self.bounds})"
+        )
+
+
+class _Weakened(Target):
+    """A view of a stronger target restricted to a lower access level."""
+
+    def __init__(self, inner: Target, access: Access) -> None:
+        super().__init__(
+            input_shape=inner.input_shape,
+            num_classes=inner.num_classes,
+            bounds=inner.bounds,
+            class_names=inner.class_names,
+            name=inner.name,
+        )
+        self.inner = inner
+        self.access = access
+
+    def _scores(self, x: Tensor) -> Tensor:
+        return self.inner._scores(x)
+
+    def _labels(self, x: Tensor) -> Tensor:
+        return self.inner._labels(x)
+
+    def attacking(self) -> Any:
+        return self.inner.attacking()
+
+
+class WhiteBox(Target):
+    """Full access to a torch classifier: logits and input gradients.
+
+    Args:
+        model: an :class:`~advx.models.adapter.Classifier` (preferred: it carries input
+            shape, bounds and normalisation) or a plain ``nn.Module`` mapping bounded
+            inputs to logits, in which case ``input_shape`` and ``num_classes`` are needed.
+        bounds: input domain, overriding the classifier's.
+        name: shown in messages and reports.
+
+    During an attack (:meth:`attacking`) the model is put in eval mode and its parameters
+    stop requiring gradients; both are restored exactly afterwards. Input gradients come
+    from ``torch.autograd.grad``, so no parameter ``.grad`` is ever written.
+
+    Example:
+        >>> from advx.models.adapter import Classifier
+        >>> clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)),
+        ...                  input_shape=(1, 2, 2), num_classes=2)
+        >>> WhiteBox(clf).logits(torch.zeros(3, 1, 2, 2)).shape
+        torch.Size([3, 2])
+    """
+
+    access = Access.GRADIENTS
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input_shape: Sequence[int] | None = None,
+        num_classes: int | None = None,
+        bounds: tuple[float, float] | None = None,
+        class_names: Sequence[str] | None = None,
+        name: str = "model",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(
+                f"WhiteBox needs a torch nn.Module, got {type(model).__name__}; for other "
+                "models use ScoreBox/LabelBox adapters (advx.targets)"
+            )
+        if isinstance(model, Classifier):
+            input_shape = input_shape or model.input_shape
+            num_classes = num_classes or model.num_classes
+            bounds = bounds or model.bounds
+            class_names = class_names or model.class_names
+        if input_shape is None or num_classes is None:
+            raise InputError(
+                "a plain nn.Module needs input_shape= and num_classes=; or wrap it in "
+                "advx.models.adapter.Classifier"
+            )
+        super().__init__(
+            input_shape=input_shape,
+            num_classes=num_classes,
+            bounds=bounds or (0.0, 1.0),
+            class_names=class_names,
+            name=name,
+        )
+        self.model = model
+
+    def _logits(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    @contextmanager
+    def attacking(self) -> Iterator[WhiteBox]:
+        if isinstance(self.model, Classifier):
+            with self.model.frozen_eval():
+                yield self
+            return
+        modes = [(m, m.training) for m in self.model.modules()]
+        grads = [(p, p.requires_grad) for p in self.model.parameters()]
+        try:
+            self.model.eval()
+            for p, _ in grads:
+                p.requires_grad_(False)
+            yield self
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for p, flag in grads:
+                p.requires_grad_(flag)
+
+
+class ScoreBox(Target):
+    """Probabilities only, from any function ``x (N, ...) -> probs (N, C)``.
+
+    Example:
+        >>> box = ScoreBox(lambda x: torch.full((len(x), 2), 0.5), input_shape=(3,),
+        ...                num_classes=2)
+        >>> box.scores(torch.zeros(4, 3)).shape
+        torch.Size([4, 2])
+    """
+
+    access = Access.SCORES
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], **meta: Any) -> None:
+        super().__init__(**meta)
+        self.fn = fn
+
+    def _scores(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+
+class LabelBox(Target):
+    """Labels only, from any function ``x (N, ...) -> labels (N,)``."""
+
+    access = Access.LABELS
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], **meta: Any) -> None:
+        super().__init__(**meta)
+        self.fn = fn
+
+    def _labels(self, x: Tensor) -> Tensor:
+        return self.fn(x).long()
+
+
+# ---------------------------------------------------------------------------- oracle
+class Oracle:
+    """Per-example query accounting and budgets for one attack call over ``n`` examples.
+
+    Attacks never hold the target; they get views (:meth:`view`) that are plain callables
+    ``x -> output`` charged to a set of examples. ``view.at(idx)`` restricts a view to a
+    subset, which is how vectorised attacks stop examples individually.
+
+    Args:
+        target: the model.
+        n: number of examples in the batch being attacked.
+        max_queries: per-example budget; querying an example whose budget is spent raises
+            :class:`~advx.errors.QueryBudgetExceeded` (attacks check ``view.exhausted``).
+    """
+
+    def __init__(self, target: Target, n: int, *, max_queries: int | None = None) -> None:
+        self.target = target
+        self.n = n
+        self.max_queries = max_queries
+        self.queries = torch.zeros(n, dtype=torch.int64)
+
+    def charge(self, idx: Tensor) -> None:
+        """Count one query for each entry of ``idx`` (repeats count repeatedly)."""
+        counts = torch.bincount(idx.cpu(), minlength=self.n)
+        if self.max_queries is not None:
+            over = (self.queries + counts > self.max_queries) & (counts > 0)
+            if bool(over.any()):
+                bad = over.nonzero().flatten()[:5].tolist()
+                raise QueryBudgetExceeded(
+                    f"examples {bad} would exceed max_queries={self.max_queries}; attacks "
+                    "must drop examples whose view.exhausted is True"
+                )
+        self.queries += counts
+
+    @property
+    def exhausted(self) -> Tensor:
+        """Bool ``(n,)``: examples with no query left."""
+        if self.max_queries is None:
+            return torch.zeros(self.n, dtype=torch.bool)
+        return self.queries >= self.max_queries
+
+    def view(self, kind: str = "logits", idx: Tensor | None = None) -> Query:
+        """A callable over examples ``idx`` (default all) returning ``kind`` outputs:
+        ``"logits"``, ``"scores"`` or ``"labels"``."""
+        if kind not in ("logits", "scores", "labels"):
+            raise InputError(f"unknown view kind {kind!r}")
+        if idx is None:
+            idx = torch.arange(self.n)
+        return Query(self, idx, kind)
+
+
+class Query:
+    """A model view charged to examples ``idx`` of an :class:`Oracle`.
+
+    ``query(x)`` evaluates ``x`` whose rows belong, in order, to examples ``idx``; if
+    ``x`` has ``k * len(idx)`` rows (e.g. k samples per example for a gradient estimate),
+    rows are charged in blocks: row ``r`` to example ``idx[r // k]``.
+    """
+
+    def __init__(self, oracle: Oracle, idx: Tensor, kind: str) -> None:
+        self.oracle = oracle
+        self.idx = idx
+        self.kind = kind
+
+    def __len__(self) -> int:
+        return int(self.idx.numel())
+
+    def at(self, sub: Tensor) -> Query:
+        """Restrict to the examples ``sub`` (indices, or a bool mask, into this view)."""
+        if sub.dtype == torch.bool:
+            sub = sub.nonzero().flatten()
+        return Query(self.oracle, self.idx[sub.cpu()], self.kind)
+
+    def as_kind(self, kind: str) -> Query:
+        """The same examples, another output kind."""
+        return Query(self.oracle, self.idx, kind)
+
+    @property
+    def queries(self) -> Tensor:
+        """Queries spent so far by each example of this view ``(len,)``."""
+        return self.oracle.queries[self.idx]
+
+    @property
+    def exhausted(self) -> Tensor:
+        """Bool ``(len,)``: examples of this view with no budget left."""
+        return self.oracle.exhausted[self.idx]
+
+    @property
+    def remaining(self) -> Tensor | None:
+        """Queries left per example, or None when there is no budget."""
+        if self.oracle.max_queries is None:
+            return None
+        return self.oracle.max_queries - self.queries
+
+    def __call__(self, x: Tensor) -> Tensor:
+        m = len(self)
+        if m == 0 or x.shape[0] % m:
+            raise InputError(
+                f"query of {x.shape[0]} rows does not match the {m} examples of this view"
+            )
+        k = x.shape[0] // m
+        idx = self.idx if k == 1 else self.idx.repeat_interleave(k)
+        self.oracle.charge(idx)
+        t = self.oracle.target
+        if self.kind == "logits":
+            return t.logits(x)
+        if self.kind == "scores":
+            return t.scores(x)
+        return t.labels(x)
+
+
+def restrict(model: Callable[[Tensor], Tensor], idx: Tensor) -> Callable[[Tensor], Tensor]:
+    """``model`` restricted to examples ``idx``: a :class:`Query` is narrowed so queries
+    are charged to the right examples; a plain callable is returned as is."""
+    if isinstance(model, Query):
+        return model.at(idx)
+    return model
+
+
+def exhausted(model: Callable[[Tensor], Tensor], n: int) -> Tensor:
+    """Bool ``(n,)`` of examples out of budget (all False for a plain callable)."""
+    if isinstance(model, Query):
+        return model.exhausted
+    return torch.zeros(n, dtype=torch.bool)
