@@ -1,0 +1,97 @@
+"""Trained models shared by the tests, cached on disk under .cache/test-models.
+
+Until the zoo/training API is wired in, these use a minimal local training loop; the
+fixture names in conftest.py are the stable interface.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from advx.models.adapter import Classifier
+
+CACHE = Path(os.environ.get("ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models"))
+FMNIST_DIR = Path(os.environ.get("ADVX_DATA_DIR", "/usr/share/datasets")) / "fashion-mnist"
+
+
+def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0
+    y = torch.tensor(d.target, dtype=torch.int64)
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(y), generator=g)
+    tr, te = perm[:1400], perm[1400:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+def _idx(path: Path) -> np.ndarray:
+    raw = gzip.open(path).read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fmnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    p = "train" if split == "train" else "t10k"
+    x = torch.tensor(_idx(FMNIST_DIR / f"{p}-images-idx3-ubyte.gz"), dtype=torch.float32) / 255.0
+    y = torch.tensor(_idx(FMNIST_DIR / f"{p}-labels-idx1-ubyte.gz"), dtype=torch.int64)
+    return x.unsqueeze(1), y
+
+
+def _net(arch: str, shape: tuple[int, ...], classes: int) -> nn.Module:
+    c, h, w = shape
+    if arch == "linear":
+        return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, classes))
+    if arch == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 128), nn.ReLU(), nn.Linear(128, classes))
+    if arch == "cnn":
+        return nn.Sequential(
+            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU(), nn.Linear(128, classes),
+        )  # fmt: skip
+    raise ValueError(arch)
+
+
+def trained(name: str, arch: str, data: str, epochs: int) -> Classifier:
+    """A trained Classifier, cached by (name, arch, data, epochs)."""
+    from safetensors.torch import load_file, save_file
+
+    if data == "digits":
+        xtr, ytr, _, _ = digits_split()
+        names = tuple(str(i) for i in range(10))
+    else:
+        xtr, ytr = fmnist("train")
+        names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    shape = tuple(xtr.shape[1:])
+    torch.manual_seed(0)
+    clf = Classifier(_net(arch, shape, 10), input_shape=shape, num_classes=10, class_names=names)
+    path = CACHE / f"{name}-{arch}-{data}-{epochs}.safetensors"
+    if path.exists():
+        clf.load_state_dict(load_file(str(path)))
+        return clf.eval()
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(clf.parameters(), lr=1e-3 if arch == "cnn" else 3e-3)
+    clf.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(ytr), generator=g)
+        for i in range(0, len(ytr), 128):
+            b = perm[i : i + 128]
+            loss = nn.functional.cross_entropy(clf(xtr[b]), ytr[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    clf.eval()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(clf.state_dict(), str(tmp))
+    os.replace(tmp, path)
+    return clf
