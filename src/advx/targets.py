@@ -253,6 +253,14 @@ class ScoreBox(Target):
     def _scores(self, x: Tensor) -> Tensor:
         return self.fn(x)
 
+    @classmethod
+    def from_torch(cls, module: nn.Module, **meta: Any) -> ScoreBox:
+        """Softmax probabilities of a torch module, no gradients; ``meta`` as for
+        :func:`advx.adapters.torch_target` (other adapters live in :mod:`advx.adapters`)."""
+        from advx.adapters import torch_target
+
+        return torch_target(module, outputs="scores", **meta)  # type: ignore[return-value]
+
 
 class LabelBox(Target):
     """Labels only, from any function ``x (N, ...) -> labels (N,)``."""
@@ -265,6 +273,14 @@ class LabelBox(Target):
 
     def _labels(self, x: Tensor) -> Tensor:
         return self.fn(x).long()
+
+    @classmethod
+    def from_torch(cls, module: nn.Module, **meta: Any) -> LabelBox:
+        """Argmax labels of a torch module; ``meta`` as for
+        :func:`advx.adapters.torch_target` (other adapters live in :mod:`advx.adapters`)."""
+        from advx.adapters import torch_target
+
+        return torch_target(module, outputs="labels", **meta)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------- oracle

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds bench/.venv: an isolated environment with advx and the peer libraries the
+# benchmarks compare against (torchattacks, ART, Foolbox), all on the same pinned CPU torch.
+# Idempotent: reruns install only what is missing. Peers go in with --no-deps so none of
+# them can replace torch; their few light runtime dependencies are listed explicitly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=bench/.venv
+say() { printf '\033[1m[bench setup]\033[0m %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+
+if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+  say "installing torch==2.13.0 (CPU)"
+  $PIP install "torch==2.13.0"
+fi
+if ! "$VENV/bin/python" -c "import advx" 2>/dev/null; then
+  say "installing advx (editable)"
+  $PIP install -e .
+fi
+
+# Peers, pinned, without their declared dependencies (which include torch or pins that
+# would move numpy/requests). What their imports really need:
+#   torchattacks 3.5.1: torch, numpy, scipy (a few attacks), tqdm (MultiAttack), requests
+#   foolbox 3.3.4:      eagerpy, GitPython (imported by foolbox.zoo at package import;
+#                       needs gitdb + smmap), scipy, typing-extensions, requests
+#   ART 1.20.1:         numpy, scipy, scikit-learn, six, tqdm, setuptools
+PEERS=("torchattacks==3.5.1" "foolbox==3.3.4" "adversarial-robustness-toolbox==1.20.1")
+LIGHT=("eagerpy==0.30.0" "GitPython" "gitdb" "smmap" "scipy" "tqdm" "requests" "six"
+       "typing-extensions" "scikit-learn" "setuptools")
+if ! "$VENV/bin/python" -c "import torchattacks, foolbox, art" 2>/dev/null; then
+  say "installing peers: ${PEERS[*]}"
+  $PIP install "${LIGHT[@]}"
+  $PIP install --no-deps "${PEERS[@]}"
+fi
+"$VENV/bin/python" - <<'PY'
+import importlib.metadata as md
+for name in ("torch", "advx", "torchattacks", "foolbox", "adversarial-robustness-toolbox"):
+    print(f"  {name} {md.version(name)}")
+PY
+say "done: run  bench/.venv/bin/python bench/whitebox.py"

@@ -1,0 +1,269 @@
+"""Square Attack: score-based random search over square-shaped updates (linf and l2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from advx.attacks.base import Attack, Model
+from advx.attacks.registry import register
+from advx.errors import InputError
+from advx.targets import Access, Query, exhausted, restrict
+from advx.threat import clip_to_bounds
+
+_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # on a 10000-query scale
+
+
+def square_fraction(p_init: float, it: int, n_iters: int) -> float:
+    """The paper's schedule of ``p`` (share of pixels a square covers): ``p_init`` halved
+    at iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of a 10000-query run,
+    rescaled to a run of ``n_iters`` queries."""
+    t = int(it / n_iters * 10000)
+    return p_init / 2 ** sum(t > b for b in _HALVINGS)
+
+
+def _margin_loss(probs: Tensor, y: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(margin, loss), both ``(N,)`` and minimised; margin < 0 means fooled. Untargeted:
+    margin = loss = ``log p_y - max_{j!=y} log p_j``; targeted: loss = CE of the target."""
+    logp = probs.clamp_min(1e-30).log()
+    c = y if targets is None else targets
+    own = logp.gather(1, c.unsqueeze(1)).squeeze(1)
+    other = logp.scatter(1, c.unsqueeze(1), float("-inf")).amax(dim=1)
+    if targets is None:
+        return own - other, own - other
+    return other - own, -own
+
+
+def _window(
+    n: int, s: int, h: int, w: int, g: torch.Generator, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One ``s x s`` square per example at a uniform position: bool mask ``(n, 1, h, w)``
+    and its top-left corner (rows ``(n, 1)``, columns ``(n, 1)``)."""
+    r0 = torch.randint(0, h - s + 1, (n, 1), generator=g).to(device)
+    c0 = torch.randint(0, w - s + 1, (n, 1), generator=g).to(device)
+    rows = torch.arange(h, device=device)
+    cols = torch.arange(w, device=device)
+    mr = (rows >= r0) & (rows < r0 + s)  # (n, h)
+    mc = (cols >= c0) & (cols < c0 + s)  # (n, w)
+    return (mr[:, :, None] & mc[:, None, :]).unsqueeze(1), r0, c0
+
+
+def _rings(a: int, b: int) -> Tensor:
+    """An ``a x b`` block of concentric rectangles: cell value ``sum_{k>=m} 1/(k+1)^2``
+    with ``m`` its Chebyshev distance to the centre; unit L2 norm."""
+    ca, cb = a // 2, b // 2
+    m = torch.maximum(
+        (torch.arange(a) - ca).abs()[:, None], (torch.arange(b) - cb).abs()[None, :]
+    )  # (a, b)
+    k_max = max(ca, cb) + 1
+    tail = torch.tensor([sum(1.0 / (k + 1) ** 2 for k in range(j, k_max)) for j in range(k_max)])
+    block = tail[m]
+    return block / block.norm()
+
+
+def pseudo_gaussian(s: int) -> Tensor:
+    """The paper's l2 update shape ``(s, s)``: two halves of concentric rectangles with
+    opposite signs, unit L2 norm."""
+    top = _rings(s // 2, s) if s >= 2 else torch.zeros(0, s)
+    eta = torch.cat([top, -_rings(s - s // 2, s)], dim=0)
+    return eta / eta.norm()
+
+
+def _place(eta: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, g: torch.Generator) -> Tensor:
+    """``(n, 1, h, w)``: ``eta`` (s, s), transposed for a random half of the examples,
+    at each example's corner ``(r0, c0)``; zeros elsewhere."""
+    n, s = r0.shape[0], eta.shape[0]
+    flip = torch.randint(0, 2, (n,), generator=g).bool().to(r0.device)
+    pats = torch.where(flip[:, None, None], eta.T, eta).to(r0.device)  # (n, s, s)
+    out = torch.zeros(n, 1, h, w, device=r0.device)
+    rows = r0 + torch.arange(s, device=r0.device)  # (n, s)
+    cols = c0 + torch.arange(s, device=r0.device)
+    ni = torch.arange(n, device=r0.device)[:, None, None]
+    out[ni, 0, rows[:, :, None], cols[:, None, :]] = pats
+    return out
+
+
+def _l2_init(x: Tensor, eps: float, g: torch.Generator) -> Tensor:
+    """The paper's l2 start: a grid of pseudo-Gaussian tiles (tile side h//5) with random
+    signs per tile and channel, scaled to norm ``eps``. Returns the perturbation."""
+    n, c, h, w = x.shape
+    s = max(1, min(h, w) // 5)
+    th, tw = h // s, w // s
+    eta = pseudo_gaussian(s) if s > 1 else torch.ones(1, 1)
+    pick = torch.randint(0, 2, (n, th, tw), generator=g).bool()
+    tiles = torch.where(pick[..., None, None], eta.T, eta)  # (n, th, tw, s, s)
+    grid = tiles.permute(0, 1, 3, 2, 4).reshape(n, 1, th * s, tw * s)
+    signs = torch.randint(0, 2, (n, c, th, tw), generator=g).float() * 2 - 1
+    signs = signs.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
+    delta = torch.zeros_like(x)
+    r0, c0 = (h - th * s) // 2, (w - tw * s) // 2
+    delta[:, :, r0 : r0 + th * s, c0 : c0 + tw * s] = (grid * signs).to(x)
+    return delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+
+
+def _chan_norm(t: Tensor) -> Tensor:
+    return t.pow(2).sum(dim=(2, 3), keepdim=True).sqrt()  # (n, c, 1, 1)
+
+
+def _l2_step(x0: Tensor, delta: Tensor, s: int, eps: float, g: torch.Generator) -> Tensor:
+    """Paper's l2 update: the mass of two random windows (plus the unused budget) moves
+    into the first one as old-direction + new pseudo-Gaussian bump; the second is zeroed."""
+    n, c, h, w = x0.shape
+    w1, r0, c0 = _window(n, s, h, w, g, x0.device)
+    w2, _, _ = _window(n, s, h, w, g, x0.device)
+    union = (w1 | w2).to(x0.dtype)
+    signs = torch.randint(0, 2, (n, c, 1, 1), generator=g).to(x0) * 2 - 1
+    bump = _place(pseudo_gaussian(s), r0, c0, h, w, g).to(x0) * signs  # (n, c, h, w)
+    old = delta * w1
+    new = bump + old / (_chan_norm(old) + 1e-10)
+    unused = (eps**2 - delta.flatten(1).pow(2).sum(dim=1)).clamp_min(0).view(-1, 1, 1, 1)
+    mass = (unused / c + _chan_norm(delta * union) ** 2).sqrt()
+    new = new / _chan_norm(new).clamp_min(1e-12) * mass
+    delta = delta * (1 - union) + new
+    return delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+
+
+def _linf_step(
+    x0: Tensor, x_best: Tensor, s: int, eps: float, bounds: tuple[float, float], g: torch.Generator
+) -> Tensor:
+    """Paper's linf update: one random square per example set to ``±eps`` (a sign per
+    channel), redrawn while it would leave the (clipped) window unchanged."""
+    n, c, h, w = x0.shape
+    win, _, _ = _window(n, s, h, w, g, x0.device)
+    delta = x_best - x0
+    signs = (torch.randint(0, 2, (n, c, 1, 1), generator=g).to(x0) * 2 - 1) * eps
+    redo = torch.ones(n, dtype=torch.bool, device=x0.device)
+    for _ in range(32):  # two sign patterns always differ, so this ends in a few draws
+        cand = torch.where(win, signs, delta)
+        same = (clip_to_bounds(x0 + cand, bounds) == x_best) | ~win
+        redo = same.flatten(1).all(dim=1)
+        if not bool(redo.any()):
+            break
+        fresh = (torch.randint(0, 2, (n, c, 1, 1), generator=g).to(x0) * 2 - 1) * eps
+        signs = torch.where(redo.view(-1, 1, 1, 1), fresh, signs)
+    return torch.where(win, signs, delta)
+
+
+def square(
+    model: Model,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    steps: int = 10000,
+    p_init: float = 0.05,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    targets: Tensor | None = None,
+    early_stop: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Square Attack on a score model ``x (N, C, H, W) -> probabilities (N, K)``.
+
+    Random search: start from vertical stripes of ``±eps`` (linf) or a grid of
+    pseudo-Gaussian tiles (l2); each iteration proposes a change confined to a random
+    square whose side covers a share ``p`` of the image (``p_init`` halved on the
+    paper's schedule, :func:`square_fraction`), queries it and keeps it when the loss
+    decreases. Each example stops as soon as it is fooled or out of budget; the run
+    lasts at most ``steps`` queries per example (init included), and the schedule is
+    scaled to ``min(steps, remaining budget)``.
+
+    Returns ``(N, C, H, W)``: the best point found for each example.
+    """
+    if x.dim() != 4:
+        raise InputError(f"square needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
+    g = generator or torch.default_generator
+    n, c, h, w = x.shape
+    if norm == "linf":
+        stripes = torch.randint(0, 2, (n, c, 1, w), generator=g).to(x) * 2 - 1
+        x_best = clip_to_bounds(x + eps * stripes, bounds)
+    else:
+        x_best = clip_to_bounds(x + _l2_init(x, eps, g), bounds)
+    budget = steps
+    if isinstance(model, Query) and model.remaining is not None:
+        budget = max(1, min(steps, int(model.remaining.max())))
+    margin = torch.full((n,), float("inf"), device=x.device)
+    loss = torch.full((n,), float("inf"), device=x.device)
+    for it in range(budget):
+        live = ~exhausted(model, n).to(x.device)
+        if it == 0:  # evaluate the initial point
+            active = live.nonzero().flatten()
+            cand = x_best[active]
+        else:
+            active = (live & ((margin >= 0) | (not early_stop))).nonzero().flatten()
+            if active.numel() == 0:
+                break
+            x0, xb = x[active], x_best[active]
+            p = square_fraction(p_init, it - 1, budget)
+            side = round(math.sqrt(p * h * w))
+            if norm == "linf":
+                s = min(max(side, 1), min(h, w) - 1)
+                cand = clip_to_bounds(x0 + _linf_step(x0, xb, s, eps, bounds, g), bounds)
+            else:
+                s = min(max(side, 3), min(h, w) - 1)
+                cand = clip_to_bounds(x0 + _l2_step(x0, xb - x0, s, eps, g), bounds)
+        if active.numel() == 0:
+            break
+        tgt = None if targets is None else targets[active]
+        m_new, l_new = _margin_loss(restrict(model, active)(cand), y[active], tgt)
+        better = l_new < loss[active]
+        upd = active[better]
+        x_best[upd], loss[upd], margin[upd] = cand[better], l_new[better], m_new[better]
+    return x_best
+
+
+@register("square", "Square Attack: score-based random search, linf/l2 (Andriushchenko et al. 2020)")
+@dataclass(frozen=True, kw_only=True)
+class Square(Attack):
+    """Square Attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020, "Square Attack:
+    a query-efficient black-box adversarial attack via random search"). Needs scores only.
+
+    Args:
+        steps: queries per example of the paper's loop, init included (default 10000, the
+            paper's budget); the ``p`` schedule is scaled to ``min(steps, max_queries)``.
+        p_init: initial share of the image a square covers (default 0.05 for linf, the
+            paper's ImageNet value; the paper uses 0.1 for l2 and larger values, up to
+            0.8, on small images; ``None`` picks 0.05/0.1).
+        norm: ``"linf"`` (stripes init, ``±eps`` squares) or ``"l2"`` (pseudo-Gaussian
+            init and window updates).
+
+    Loss as in the paper: margin of log-probabilities (equal to the logit margin) when
+    untargeted, cross-entropy of the target class when targeted. Where the paper's code
+    draws square positions in ``[0, h - s)``, here the last position ``h - s`` is allowed
+    too, so every pixel can be covered.
+
+    Example:
+        >>> Square(eps=0.1, max_queries=1000)(WhiteBox(model).as_scores(), x, y)  # doctest: +SKIP
+    """
+
+    name = "square"
+    access = Access.SCORES
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    steps: int = 10000
+    p_init: float | None = None
+
+    def validate(self) -> None:
+        self.positive(steps=self.steps)
+        if self.p_init is not None and not 0.0 < self.p_init <= 1.0:
+            raise InputError(f"square: p_init must be in (0, 1], got {self.p_init}")
+
+    def run(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        targets: Tensor | None,
+        *,
+        eps: float,
+        bounds: tuple[float, float],
+        generator: torch.Generator,
+    ) -> Tensor:
+        p = self.p_init if self.p_init is not None else (0.05 if self.norm == "linf" else 0.1)
+        return square(
+            model, x, y, eps=eps, norm=self.norm, steps=self.steps, p_init=p,
+            bounds=bounds, targets=targets, early_stop=self.early_stop, generator=generator,
+        )  # fmt: skip

@@ -1,0 +1,105 @@
+"""How commands turn what the user typed into a :class:`~advx.targets.Target` and data.
+
+One entry point per thing, so every command (``attack``, ``evaluate``, ``transfer``...)
+accepts the same specs:
+
+* :func:`open_target` — ``spec`` names a model: today a checkpoint directory written by
+  :func:`advx.models.save` (torch -> :class:`~advx.targets.WhiteBox`; a model wrapper
+  that already is a :class:`~advx.targets.Target`, e.g. scikit-learn, passes through).
+  Remote endpoints (``http://...``) plug in here as one more branch.
+* :func:`target_info` — the model's metadata (``model.json``) when the spec has one.
+* :func:`open_data` — the evaluation data: ``--data`` if given, else the dataset the
+  model's metadata records.
+
+Heavy imports happen inside the functions (this module is imported by ``advx --help``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from advx.errors import CheckpointError, ConfigError
+from advx.targets import Target
+
+
+def _is_remote(spec: str) -> bool:
+    return spec.startswith(("http://", "https://"))
+
+
+def open_target(spec: str, *, name: str | None = None) -> Target:
+    """Open the model named by ``spec`` as a target.
+
+    Args:
+        spec: a model directory (``model.json`` + ``model.safetensors``, as written by
+            ``advx train`` / :func:`advx.models.save`).
+        name: shown in messages and reports; default the directory name.
+
+    Returns:
+        A :class:`~advx.targets.WhiteBox` for torch checkpoints; the loaded object itself
+        when it already is a :class:`~advx.targets.Target`.
+
+    Raises:
+        CheckpointError: the directory is missing or not a model checkpoint.
+        ConfigError: the spec names something no adapter handles.
+    """
+    if _is_remote(spec):
+        raise ConfigError(
+            f"{spec}: HTTP endpoints are not supported by this command yet; "
+            "pass a model directory"
+        )
+    path = Path(spec)
+    if not path.exists():
+        raise CheckpointError(f"no model at {spec}: the path does not exist")
+    from torch import nn
+
+    from advx import models
+    from advx.targets import WhiteBox
+
+    loaded = models.load(path)
+    label = name or path.resolve().name
+    if isinstance(loaded, Target):
+        return loaded
+    if isinstance(loaded, nn.Module):
+        return WhiteBox(loaded, name=label)
+    raise ConfigError(f"{spec}: cannot attack a {type(loaded).__name__}; no adapter for it")
+
+
+def target_info(spec: str) -> dict[str, Any]:
+    """The metadata stored with the model ``spec`` (empty for specs without any)."""
+    if _is_remote(spec):
+        return {}
+    from advx import models
+
+    return dict(models.read_info(Path(spec)))
+
+
+def open_data(
+    data: str | None,
+    info: dict[str, Any],
+    *,
+    split: str = "test",
+    limit: int | None = None,
+) -> Any:
+    """The evaluation data as an :class:`~advx.data.core.ImageDataset`.
+
+    Args:
+        data: a dataset name (``fashion-mnist``, ``digits``) or a data file/folder that
+            :func:`advx.data.load` reads; None uses the dataset recorded in ``info``
+            (the model's metadata, key ``"dataset"``).
+        info: the model's metadata (:func:`target_info`).
+        split: ``"test"`` (default) or ``"train"``; ignored for files.
+        limit: keep only the first ``limit`` examples.
+
+    Raises:
+        ConfigError: no data given and the model's metadata names none.
+    """
+    name = data or info.get("dataset")
+    if not name:
+        raise ConfigError(
+            "the model's metadata names no dataset; pass the evaluation data with --data "
+            "(a dataset name such as fashion-mnist, or a file)"
+        )
+    from advx import data as datasets
+
+    return datasets.load(str(name), split=split, limit=limit)

@@ -1,0 +1,359 @@
+"""``advx attack``: run one registered attack on a saved model and report the numbers.
+
+Settings map onto the attack's frozen dataclass: the generic options (``--steps``,
+``--step-size``, ``--restarts``, ``--loss``...) apply only when the attack has that
+setting, and ``--set key=value`` reaches any setting, typed by the dataclass field.
+Unknown keys are a :class:`~advx.errors.ConfigError`, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import math
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from advx.cli._common import print_json, user_errors
+from advx.errors import ConfigError
+
+TARGET_HELPERS = ("random", "least-likely", "next")
+_BOOL = {"true": True, "yes": True, "on": True, "1": True,
+         "false": False, "no": False, "off": False, "0": False}  # fmt: skip
+_FRACTION = re.compile(r"^\s*([-+]?[0-9.eE+-]+)\s*/\s*([0-9.eE+-]+)\s*$")
+
+
+def parse_float(raw: str) -> float:
+    """A float from the command line; accepts fractions like ``8/255`` and ``inf``."""
+    m = _FRACTION.match(raw)
+    try:
+        if m:
+            return float(m.group(1)) / float(m.group(2))
+        return float(raw)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"{raw!r} is not a number (examples: 0.1, 8/255)") from None
+
+
+def _parse_as(raw: str, tp: Any) -> Any:
+    """Convert ``raw`` to type ``tp``; ValueError if it does not fit."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if raw.strip().lower() in ("none", "null") and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _parse_as(raw, a)
+            except ValueError:
+                continue
+        raise ValueError(raw)
+    if tp is bool:
+        try:
+            return _BOOL[raw.strip().lower()]
+        except KeyError:
+            raise ValueError(raw) from None
+    if tp is int:
+        return int(raw)
+    if tp is float:
+        try:
+            return parse_float(raw)
+        except ConfigError:
+            raise ValueError(raw) from None
+    if tp is str:
+        return raw
+    if origin in (tuple, list, collections.abc.Sequence):
+        item = args[0] if args else str
+        parts = [p for p in raw.split(",") if p.strip()]
+        if not parts or (origin is not tuple and "," not in raw):
+            raise ValueError(raw)  # a lone number is the scalar alternative of the union
+        return tuple(_parse_as(p, item) for p in parts)
+    raise ValueError(raw)
+
+
+def attack_fields(cls: type) -> dict[str, Any]:
+    """The settings of an attack class: field name -> resolved type."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, str) for f in dataclasses.fields(cls) if f.init}
+
+
+def build_settings(
+    slug: str, options: dict[str, Any], assignments: list[str]
+) -> dict[str, Any]:
+    """Merge generic options (None = not given) and ``key=value`` assignments into the
+    keyword arguments of attack ``slug``; :class:`ConfigError` on keys the attack lacks
+    or values that do not parse as the field's type."""
+    from advx.attacks import get
+
+    entry = get(slug)
+    fields = attack_fields(entry.cls)
+    valid = ", ".join(sorted(fields))
+    settings: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in fields:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply to attack {slug!r}; its settings: {valid}")
+        settings[key] = value
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        if key not in fields:
+            raise ConfigError(f"attack {slug!r} has no setting {key!r}; its settings: {valid}")
+        try:
+            settings[key] = _parse_as(raw, fields[key])
+        except ValueError:
+            raise ConfigError(
+                f"--set {key}={raw}: expected a value of type {fields[key]}"
+            ) from None
+    return settings
+
+
+def _list_attacks(json_out: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from advx.attacks import entries
+
+    rows = [
+        {
+            "slug": e.slug,
+            "access": e.cls.access.name.lower(),
+            "norms": list(e.cls.norms),
+            "minimal": bool(e.cls.minimal),
+            "summary": e.summary,
+        }
+        for e in entries()
+    ]
+    if json_out:
+        print_json({"attacks": rows})
+        return
+    table = Table(title="attacks (advx attack MODEL --attack SLUG)")
+    for col in ("slug", "access", "norms", "summary"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["slug"], r["access"], ",".join(r["norms"]), r["summary"])
+    Console().print(table)
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if pct:
+        return f"{100 * v:.1f}%"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def attack(
+    model: str | None = typer.Argument(
+        None, metavar="MODEL_DIR", help="Model directory (as written by `advx train`)."
+    ),
+    attack_slug: str = typer.Option("pgd", "--attack", "-a", help="Attack slug (--list)."),
+    eps: str | None = typer.Option(
+        None, help="Budget in the norm, e.g. 0.1 or 8/255 (optional for minimal attacks)."
+    ),
+    norm: str | None = typer.Option(None, help="linf, l2, l1 or l0 (default: the attack's)."),
+    steps: int | None = typer.Option(None, help="Iterations (attacks that iterate)."),
+    step_size: float | None = typer.Option(None, help="Absolute step size."),
+    rel_step_size: float | None = typer.Option(None, help="Step size as a fraction of eps."),
+    restarts: int | None = typer.Option(None, help="Random restarts."),
+    loss: str | None = typer.Option(None, help="Loss: ce, margin or dlr."),
+    max_queries: int | None = typer.Option(None, help="Per-example query budget."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="Any attack setting as key=value (repeatable), e.g. --set steps=50."
+    ),
+    n: int = typer.Option(1000, "--n", help="Number of examples (the first N of the split)."),
+    batch_size: int = typer.Option(250, help="Examples attacked per batch."),
+    targets: str | None = typer.Option(
+        None,
+        help="Targeted attack: random, least-likely, next, or one class (name or index; "
+        "examples of that class are left out). Default: untargeted.",
+    ),
+    seed: int = typer.Option(0, help="Seed of the attack's random choices."),
+    early_stop: bool = typer.Option(
+        True, "--early-stop/--no-early-stop", help="Stop each example at its first success."
+    ),
+    data: str | None = typer.Option(
+        None, help="Evaluation data (dataset name or file); default: the model's dataset."
+    ),
+    split: str = typer.Option("test", help="Split of the dataset to attack."),
+    out: Path | None = typer.Option(
+        None, help="Run directory for results, summary.json and examples.png."
+    ),
+    figure_k: int = typer.Option(6, "--figure-k", help="Rows in examples.png."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no table."),
+    list_: bool = typer.Option(False, "--list", help="List the attacks and exit."),
+) -> None:
+    """Attack a model with one attack and report clean/robust accuracy and costs.
+
+    Example: advx attack runs/demo/model --attack pgd --eps 0.1 --steps 20
+    """
+    with user_errors():
+        if list_:
+            _list_attacks(json_out)
+            return
+        if model is None:
+            raise ConfigError("MODEL_DIR is required (or use --list)")
+        options: dict[str, Any] = {
+            "eps": None if eps is None else parse_float(eps),
+            "norm": norm,
+            "steps": steps,
+            "step_size": step_size,
+            "rel_step_size": rel_step_size,
+            "restarts": restarts,
+            "loss": loss,
+            "max_queries": max_queries,
+            "seed": seed,
+            "early_stop": early_stop,
+        }
+        run_attack(
+            model,
+            attack_slug,
+            build_settings(attack_slug, options, settings),
+            n=n,
+            batch_size=batch_size,
+            targets=targets,
+            data=data,
+            split=split,
+            out=out,
+            figure_k=figure_k,
+            json_out=json_out,
+        )
+
+
+def _target_labels(spec: str | None, class_names: tuple[str, ...]) -> tuple[Any, int | None]:
+    """(targets argument for the attack, fixed class or None)."""
+    if spec is None or spec.lower() == "none":
+        return None, None
+    if spec in TARGET_HELPERS:
+        return spec, None
+    if spec.isdigit() and int(spec) < len(class_names):
+        return None, int(spec)
+    lowered = [c.lower() for c in class_names]
+    if spec.lower() in lowered:
+        return None, lowered.index(spec.lower())
+    raise ConfigError(
+        f"--targets {spec!r}: use {', '.join(TARGET_HELPERS)}, or a class index/name "
+        f"({', '.join(class_names)})"
+    )
+
+
+def run_attack(
+    model: str,
+    slug: str,
+    settings: dict[str, Any],
+    *,
+    n: int,
+    batch_size: int,
+    targets: str | None,
+    data: str | None,
+    split: str,
+    out: Path | None,
+    figure_k: int,
+    json_out: bool,
+) -> dict[str, Any]:
+    """Body of ``advx attack`` after option parsing; returns the summary dict."""
+    import json
+    import time
+
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from advx.attacks import AttackResult, create, get
+    from advx.cli._targets import open_data, open_target, target_info
+    from advx.metrics import summary
+    from advx.targets import Access
+
+    if n < 1 or batch_size < 1:
+        raise ConfigError("--n and --batch-size must be >= 1")
+    entry = get(slug)
+    atk = create(slug, **settings)
+    target = open_target(model)
+    if target.access < entry.cls.access:
+        raise ConfigError(
+            f"attack {slug!r} needs {entry.cls.access.label}; {model} gives "
+            f"{target.access.label}; pick another attack (advx attack --list)"
+        )
+    info = target_info(model)
+    helper, fixed = _target_labels(targets, target.class_names)
+    ds = open_data(data, info, split=split)
+    x, y = ds.x, ds.y
+    if fixed is not None:
+        keep = y != fixed
+        x, y = x[keep], y[keep]
+    x, y = x[:n], y[:n]
+    console = Console(stderr=True)
+    parts: list[AttackResult] = []
+    with Progress(
+        *Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=True, disable=json_out,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(f"{slug} on {len(y)} examples", total=len(y))
+        for i in range(0, len(y), batch_size):
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            tb = torch.full_like(yb, fixed) if fixed is not None else helper
+            r = atk(target, xb, yb, targets=tb)
+            if not isinstance(r, AttackResult):
+                raise ConfigError("advx attack takes a single eps; use advx evaluate for sweeps")
+            parts.append(r)
+            bar.advance(task, len(yb))
+    result = AttackResult.concat(parts)
+    stats = summary(result)
+    run_dir = out or Path("runs") / "attack" / f"{Path(model).name}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result.save(run_dir)
+    files = {"result": "result.safetensors", "summary": "summary.json"}
+    if len(target.input_shape) == 3 and target.input_shape[0] in (1, 3) and result.attacked.any():
+        from advx.report.figures import adversarial_figure
+
+        adversarial_figure(
+            x, result, target.class_names, k=figure_k, path=run_dir / "examples.png"
+        )
+        files["figure"] = "examples.png"
+    record = {
+        **stats,
+        "model": str(model),
+        "data": ds.name,
+        "split": split,
+        "targets": targets,
+        "config": atk.config,
+        "files": files,
+    }
+    with open(run_dir / "summary.json", "w") as f:
+        json.dump(record, f, indent=2, default=str)
+    if json_out:
+        print_json({**stats, "out": str(run_dir)})
+        return stats
+    unit = "passes" if entry.cls.access == Access.GRADIENTS else "queries"
+    table = Table(title=f"{slug} on {Path(model).name} ({ds.name}, {len(y)} examples)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    d = result.threat.norm
+    for label, value in (
+        ("clean accuracy", _fmt(stats["clean_accuracy"], pct=True)),
+        ("robust accuracy", _fmt(stats["robust_accuracy"], pct=True)),
+        ("success rate", _fmt(stats["success_rate"], pct=True)),
+        (f"median distance ({d})", _fmt(stats["median_distance"])),
+        (f"max distance ({d})", _fmt(stats["max_distance"])),
+        (f"mean {unit} / example", _fmt(stats["mean_queries"])),
+        (f"median {unit} / example", _fmt(stats["median_queries"])),
+        ("seconds", f"{stats['seconds']:.2f}"),
+    ):
+        table.add_row(label, value)
+    Console().print(table)
+    Console().print(f"[dim]wrote {run_dir}[/dim]")
+    return stats
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("attack")(attack)

@@ -1,0 +1,90 @@
+"""``advx serve``: serve a saved model over the Open Inference Protocol (KServe V2 REST)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from advx.cli._common import user_errors
+
+
+def serve(
+    model_dir: Path = typer.Argument(
+        ..., help="Model directory written by `advx train` (torch or scikit-learn)."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", help="Interface to listen on; loopback by default (0.0.0.0: all)."
+    ),
+    port: int = typer.Option(8080, help="TCP port to listen on."),
+    name: str | None = typer.Option(
+        None, "--name", help="Model name in URLs (/v2/models/NAME); default the directory name."
+    ),
+    api_key: list[str] = typer.Option(
+        [],
+        "--api-key",
+        help="Require this key (Authorization: Bearer KEY or x-api-key: KEY); repeatable, "
+        "each key has its own query budget. Also read from ADVX_API_KEY.",
+        envvar="ADVX_API_KEY",
+    ),
+    max_queries: int | None = typer.Option(
+        None, "--max-queries", help="Rows each key may have evaluated; then 429. Default: no limit."
+    ),
+    labels_only: bool = typer.Option(
+        False, "--labels-only", help="Answer labels only (a decision-only API), no probabilities."
+    ),
+    max_body_bytes: int = typer.Option(
+        32 * 1024 * 1024, "--max-body-bytes", help="Largest request body accepted; larger gets 413."
+    ),
+    log_level: str = typer.Option(
+        "warning", "--log-level", help="uvicorn log level (info shows every request)."
+    ),
+) -> None:
+    """Serve MODEL_DIR over HTTP so black-box attacks (or anyone) can query it.
+
+    Speaks the Open Inference Protocol v2 (the REST API of KServe, MLServer and Triton):
+    GET /v2/models/NAME gives shape, classes and bounds; POST /v2/models/NAME/infer
+    answers `predict_proba` and `predict`. Attack it with
+    `advx attack http://127.0.0.1:8080 --model-name NAME --attack square --eps 0.1`.
+    """
+    with user_errors():
+        from advx import models
+        from advx.errors import InputError
+        from advx.serve.server import create_app, is_loopback
+
+        if not 0 <= port <= 65535:
+            raise InputError(f"--port must be in 0..65535, got {port}")
+        loaded = models.load(model_dir)
+        model_name = name or model_dir.resolve().name
+        app = create_app(
+            loaded,
+            name=model_name,
+            api_key=api_key or None,
+            max_queries=max_queries,
+            labels_only=labels_only,
+            max_body_bytes=max_body_bytes,
+        )
+        service = app.state.service
+        where = f"http://{host}:{port}"
+        outputs = ", ".join(service.output_names)
+        typer.echo(
+            f"serving {model_name!r} at {where}/v2/models/{model_name} (outputs: {outputs}; "
+            f"API key: {'required' if api_key else 'none'}; "
+            f"budget: {max_queries if max_queries else 'unlimited'} rows per key)",
+            err=True,
+        )
+        if not is_loopback(host) and not api_key:
+            typer.secho(
+                f"warning: {host} is not loopback and no --api-key is set: anyone who can "
+                "reach this port can query the model",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "info")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command("serve")(serve)

@@ -1,0 +1,637 @@
+"""Robust-accuracy evaluation: clean accuracy first, then a suite of attacks, each only on
+the examples still robust; results streamed to JSON Lines; resumable; shardable.
+
+The discipline is AutoAttack's (Croce & Hein, ICML 2020): robust accuracy at an eps is
+the share of examples that *every* step of the suite failed to break (the per-example
+worst case), and every step runs only on what the earlier steps left.
+
+Determinism: the seed of a step on a batch is derived from ``(seed, batch, eps index,
+step index)``, and a step sees exactly the examples the recorded earlier steps left, so a
+resumed run, a run sharded over processes and an uninterrupted run give the same numbers.
+
+Memory stays flat in ``n``: data are read one batch at a time and adversarial inputs are
+dropped after each step unless ``save_examples`` asks for them (side files per batch).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from advx.errors import AdvxError, ConfigError, InputError
+from advx.evaluate import flags as flagmod
+from advx.evaluate.records import (
+    RESULTS,
+    RecordWriter,
+    derive_seed,
+    floats,
+    merge,
+    read_run,
+    write_json,
+)
+from advx.evaluate.suites import ResolvedStep, Suite, load_suite, resolve
+from advx.evaluate.summary import RUN_JSON, SUMMARY_JSON, EvalReport, load_run, summarize
+from advx.targets import Access, Target
+
+log = logging.getLogger(__name__)
+
+#: ``progress(done, total, description)``: called after each unit of work.
+Progress = Callable[[int, int, str], None]
+
+
+class EvalData(Protocol):
+    """What :func:`evaluate` reads: a length and contiguous batches."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """Examples ``start:stop`` as ``(x (B, ...), y (B,))``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """In-memory data: ``x`` ``(N, ...)`` and labels ``y`` ``(N,)``."""
+
+    x: Tensor
+    y: Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, Tensor) or not isinstance(self.y, Tensor):
+            raise InputError("data must be torch tensors (x, y); use torch.as_tensor")
+        if self.x.shape[0] != self.y.shape[0]:
+            raise InputError(
+                f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]} labels"
+            )
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def batch(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """Examples ``start:stop``."""
+        return self.x[start:stop], self.y[start:stop]
+
+
+def as_data(data: Any) -> EvalData:
+    """Accept ``(x, y)`` tensors, an object with ``batch(start, stop)``, or a map-style
+    dataset whose items are ``(x, y)`` pairs."""
+    if isinstance(data, tuple) and len(data) == 2:
+        return TensorData(torch.as_tensor(data[0]), torch.as_tensor(data[1]))
+    if hasattr(data, "batch") and hasattr(data, "__len__"):
+        return data  # type: ignore[no-any-return]
+    if isinstance(getattr(data, "x", None), Tensor) and isinstance(getattr(data, "y", None), Tensor):
+        return TensorData(data.x, data.y)  # e.g. advx.data.ImageDataset
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        return _ItemData(data)
+    raise InputError(
+        "data must be (x, y) tensors, an object with batch(start, stop), or a dataset of "
+        f"(x, y) items; got {type(data).__name__}"
+    )
+
+
+@dataclass(frozen=True)
+class _ItemData:
+    ds: Any
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def batch(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        items = [self.ds[i] for i in range(start, stop)]
+        x = torch.stack([torch.as_tensor(a) for a, _ in items])
+        y = torch.as_tensor([int(b) for _, b in items], dtype=torch.int64)
+        return x, y
+
+
+def versions() -> dict[str, str]:
+    """Versions of the pieces that decide the numbers (for the reproduce section)."""
+    import numpy
+
+    import advx
+
+    out = {
+        "advx": advx.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }
+    try:
+        import sklearn
+
+        out["scikit-learn"] = sklearn.__version__
+    except ImportError:  # pragma: no cover - sklearn is a dependency
+        pass
+    return out
+
+
+def dist_info() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised torch.distributed group, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
+def _access_name(target: Target) -> str:
+    return {Access.GRADIENTS: "gradients", Access.SCORES: "scores", Access.LABELS: "labels"}[
+        Access(int(target.access))
+    ]
+
+
+def _predict(target: Target, x: Tensor) -> Tensor:
+    with target.attacking(), torch.no_grad():
+        return target.labels(x).long()
+
+
+def evaluate(
+    target: Target,
+    data: Any,
+    *,
+    eps: float | Sequence[float],
+    suite: str | Suite = "standard",
+    norm: str = "linf",
+    n: int | None = None,
+    batch_size: int = 250,
+    seed: int = 0,
+    run_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    save_examples: bool = False,
+    probe: int = 100,
+    progress: Progress | None = None,
+    stop_after_batches: int | None = None,
+    meta: dict[str, Any] | None = None,
+) -> EvalReport:
+    """Evaluate ``target`` on the first ``n`` examples of ``data`` against a suite.
+
+    Args:
+        target: the model (a :class:`~advx.targets.Target`; steps needing more access
+            than it grants are reported as skipped).
+        data: ``(x, y)`` tensors, or an object with ``__len__`` and ``batch(start, stop)``.
+        eps: one budget or several (input units, e.g. 0.1 on [0, 1] pixels); each eps is
+            evaluated independently.
+        suite: ``"quick"``, ``"standard"``, ``"thorough"``, a JSON file, or a
+            :class:`~advx.evaluate.suites.Suite`.
+        norm: ``"linf"`` (default) or ``"l2"``/``"l1"`` for attacks that support it.
+        n: number of examples (default all of ``data``).
+        batch_size: examples per batch (the unit of streaming, seeding and resuming).
+        seed: the one seed every random choice derives from.
+        run_dir: directory for ``run.json``, ``results.jsonl``, ``summary.json`` and
+            saved examples; None keeps the records in memory.
+        resume: continue the run in ``run_dir`` where it stopped (same settings required).
+        save_examples: also save adversarial inputs (``run_dir/examples/``) for galleries.
+        probe: size of the probe batch for the red-flag checks (0 disables them).
+        progress: optional callback ``(done, total, description)``.
+        stop_after_batches: stop (as if killed) after this many batches complete in this
+            call; for testing resumption.
+        meta: extra context stored in ``run.json`` (command, model path, data set).
+
+    Returns:
+        An :class:`~advx.evaluate.summary.EvalReport`; ``complete`` is False when the run
+        stopped early. Under ``torchrun`` every rank returns the merged report.
+
+    Example:
+        >>> report = evaluate(WhiteBox(model), (x, y), eps=[0.05, 0.1], suite="quick")  # doctest: +SKIP
+        >>> report.robust_accuracy  # doctest: +SKIP
+        {0.05: 0.41, 0.1: 0.07}
+    """
+    t_start = time.perf_counter()
+    if not isinstance(target, Target):
+        raise InputError(
+            f"target must be an advx Target, got {type(target).__name__}; wrap a torch model "
+            "with advx.targets.WhiteBox(model)"
+        )
+    ds = as_data(data)
+    eps_list = tuple(float(e) for e in (eps if isinstance(eps, Sequence) else (eps,)))
+    if not eps_list:
+        raise InputError("give at least one eps")
+    for e in eps_list:
+        if not e >= 0 or math.isinf(e):
+            raise InputError(f"eps must be a finite number >= 0, got {e}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    if probe < 0:
+        raise InputError(f"probe must be >= 0, got {probe}")
+    total = len(ds)
+    n = total if n is None else int(n)
+    if not 1 <= n <= total:
+        raise InputError(f"n must be in [1, {total}] (the data has {total} examples), got {n}")
+    the_suite = load_suite(suite)
+    rank, world = dist_info()
+
+    config = {
+        "suite": the_suite.to_dict(),
+        "eps": list(eps_list),
+        "norm": norm,
+        "n": n,
+        "batch_size": int(batch_size),
+        "seed": int(seed),
+        "save_examples": bool(save_examples),
+        "probe": int(probe),
+    }
+    steps = resolve(the_suite, norm=norm, access=_access_name(target))
+    run = {
+        "kind": "eval",
+        "format": 1,
+        "config": config,
+        "steps": [s.to_dict() for s in steps],
+        "target": {
+            "name": target.name,
+            "access": _access_name(target),
+            "input_shape": list(target.input_shape),
+            "num_classes": target.num_classes,
+            "bounds": list(target.bounds),
+            "class_names": list(target.class_names),
+        },
+        "meta": {"command": shlex.join(sys.argv), **(meta or {})},
+        "versions": versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "world_size": world,
+    }
+
+    out: Path | None = Path(run_dir) if run_dir is not None else None
+    if out is None and world > 1:
+        raise InputError("a distributed evaluation needs run_dir (ranks merge files there)")
+    memory: list[dict[str, Any]] = []
+    if out is not None:
+        run, steps = _prepare_dir(out, run, steps, resume=resume, rank=rank, world=world)
+    elif resume:
+        raise InputError("resume needs a run_dir")
+
+    existing: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if out is not None and resume:
+        for rec in read_run(out):
+            if rec["type"] in ("clean", "attack", "batch_done"):
+                existing[_key(rec)] = rec
+
+    writer: RecordWriter | None = None
+    if out is not None:
+        name = RESULTS if world == 1 else f"results.rank{rank}.jsonl"
+        writer = RecordWriter(out / name)
+
+    def emit(rec: dict[str, Any]) -> None:
+        if writer is not None:
+            writer.write(rec)
+        else:
+            memory.append(rec)
+
+    n_batches = math.ceil(n / batch_size)
+    mine = [b for b in range(n_batches) if b % world == rank]
+    live = [s for s in steps if s.available]
+    per_batch = 1 + len(eps_list) * len(live)
+    count = _Counter(progress, len(mine) * per_batch)
+    finished_here = 0
+    stopped = False
+    try:
+        for b in mine:
+            if ("batch_done", b) in existing:
+                count.add(per_batch, f"batch {b + 1}/{n_batches} (already done)")
+                continue
+            _run_batch(
+                target, ds, b, n=n, batch_size=batch_size, eps_list=eps_list, norm=norm,
+                seed=seed, steps=live, existing=existing, emit=emit, out=out,
+                save_examples=save_examples, count=count,
+            )  # fmt: skip
+            finished_here += 1
+            if stop_after_batches is not None and finished_here >= stop_after_batches:
+                stopped = True
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+
+    if stopped:
+        log.info("stopped after %d batches as asked", finished_here)
+        if out is not None:
+            return summarize(list(read_run(out)), run, run_dir=out)
+        return summarize(memory, run)
+
+    _barrier(world)
+    if rank == 0:
+        if out is not None and world > 1:
+            merge(out)
+        records = list(read_run(out)) if out is not None else memory
+        if probe and not any(r["type"] == "probe" for r in records):
+            t0 = time.perf_counter()
+            measurements = _probe(
+                target, ds, records, n=n, eps_list=eps_list, norm=norm, seed=seed,
+                steps=steps, size=probe,
+            )  # fmt: skip
+            rec = {
+                "type": "probe",
+                "measurements": measurements,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+            if out is not None:
+                with RecordWriter(out / RESULTS) as w:
+                    w.write(rec)
+            records.append(rec)
+        report = summarize(records, run, run_dir=out)
+        if out is not None:
+            body = report.to_json()
+            body["wall_seconds"] = round(time.perf_counter() - t_start, 3)
+            write_json(out / SUMMARY_JSON, body)
+    _barrier(world)
+    if rank != 0 and out is not None:
+        report = summarize(list(read_run(out)), run, run_dir=out)
+    return report
+
+
+class _Counter:
+    """Counts finished units (a batch's clean pass, each step at each eps) for progress."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+
+    def add(self, k: int, desc: str) -> None:
+        self.done += k
+        if self.progress is not None:
+            self.progress(self.done, self.total, desc)
+
+
+def _key(rec: dict[str, Any]) -> tuple[Any, ...]:
+    t = rec["type"]
+    if t == "attack":
+        return (t, int(rec["batch"]), int(rec["eps_index"]), int(rec["step"]))
+    return (t, int(rec["batch"]))
+
+
+def _prepare_dir(
+    out: Path,
+    run: dict[str, Any],
+    steps: list[ResolvedStep],
+    *,
+    resume: bool,
+    rank: int,
+    world: int,
+) -> tuple[dict[str, Any], list[ResolvedStep]]:
+    """Create or check ``run.json``; on resume, reuse the stored step resolution."""
+    path = out / RUN_JSON
+    error = ""
+    if rank == 0:
+        if path.exists() and not resume:
+            error = (
+                f"{out} already holds a run; pass --resume to continue it, or choose another --out"
+            )
+        elif not path.exists():
+            if resume:
+                log.info("nothing to resume in %s; starting a new run", out)
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(path, run)
+    if world > 1:
+        box = [error]
+        torch.distributed.broadcast_object_list(box, src=0)
+        error = str(box[0])
+    if error:
+        raise ConfigError(error)
+    if not path.exists():
+        raise ConfigError(f"{out} has no {RUN_JSON}; the run could not be created")
+    stored = load_run(out)
+    if stored["config"] != run["config"]:
+        diff = sorted(
+            k for k in run["config"] if stored["config"].get(k) != run["config"].get(k)
+        )
+        raise ConfigError(
+            f"cannot resume {out}: settings differ from the stored run ({', '.join(diff)}); "
+            "resume with the same options, or choose another --out"
+        )
+    by_index = {s.index: s for s in steps}
+    resolved: list[ResolvedStep] = []
+    for d in stored["steps"]:
+        now = by_index[int(d["index"])]
+        if d["available"] and not now.available:
+            raise ConfigError(
+                f"cannot resume {out}: attack {d['slug']!r} ran before but is unavailable now "
+                f"({now.reason})"
+            )
+        resolved.append(
+            ResolvedStep(now.index, now.step, bool(d["available"]), d["reason"], d.get("access"))
+        )
+    return stored, resolved
+
+
+def _run_batch(
+    target: Target,
+    ds: EvalData,
+    b: int,
+    *,
+    n: int,
+    batch_size: int,
+    eps_list: tuple[float, ...],
+    norm: str,
+    seed: int,
+    steps: list[ResolvedStep],
+    existing: dict[tuple[Any, ...], dict[str, Any]],
+    emit: Callable[[dict[str, Any]], None],
+    out: Path | None,
+    save_examples: bool,
+    count: _Counter,
+) -> None:
+    """Clean predictions, then every (eps, step) of one batch; records as they finish."""
+    from advx.attacks import create
+
+    start, stop = b * batch_size, min(n, (b + 1) * batch_size)
+    x, y = ds.batch(start, stop)
+    x, y = torch.as_tensor(x), torch.as_tensor(y).long()
+    idx = torch.arange(start, stop)
+
+    rec = existing.get(("clean", b))
+    if rec is not None:
+        pred = torch.tensor(rec["pred"], dtype=torch.int64)
+    else:
+        t0 = time.perf_counter()
+        pred = _predict(target, x)
+        emit(
+            {
+                "type": "clean",
+                "batch": b,
+                "idx": idx.tolist(),
+                "y": y.tolist(),
+                "pred": pred.tolist(),
+                "seconds": round(time.perf_counter() - t0, 4),
+            }
+        )
+    count.add(1, f"batch {b}: clean accuracy")
+
+    for ei, eps in enumerate(eps_list):
+        robust = pred == y
+        for s in steps:
+            key = ("attack", b, ei, s.index)
+            rec = existing.get(key)
+            if rec is not None:
+                local = torch.tensor(rec["idx"], dtype=torch.int64) - start
+                robust[local] = torch.tensor(rec["robust"], dtype=torch.bool)
+                count.add(1, f"batch {b}: {s.step.slug} at eps={eps:g} (recorded)")
+                continue
+            sel = robust.nonzero().flatten()
+            desc = f"batch {b}: {s.step.slug} at eps={eps:g} on {sel.numel()} examples"
+            t0 = time.perf_counter()
+            record: dict[str, Any] = {
+                "type": "attack",
+                "batch": b,
+                "eps": eps,
+                "eps_index": ei,
+                "step": s.index,
+                "attack": s.step.slug,
+            }
+            if sel.numel() == 0:
+                record.update(idx=[], robust=[], pred=[], distance=[], queries=[], seconds=0.0)
+                emit(record)
+                count.add(1, desc)
+                continue
+            try:
+                attack = create(
+                    s.step.slug,
+                    eps=eps,
+                    norm=norm,
+                    seed=derive_seed(seed, b, ei, s.index),
+                    **s.step.settings,
+                )
+                res = attack(target, x[sel], y[sel], targets=s.step.targets)
+            except AdvxError as e:
+                # a step that cannot run on this model (e.g. DLR with 2 classes) is
+                # reported in the results, not allowed to kill the evaluation
+                log.warning("%s failed on batch %d: %s", s.step.slug, b, e)
+                record.update(
+                    idx=idx[sel].tolist(),
+                    robust=[1] * int(sel.numel()),
+                    pred=[None] * int(sel.numel()),
+                    distance=[None] * int(sel.numel()),
+                    queries=[0] * int(sel.numel()),
+                    seconds=round(time.perf_counter() - t0, 4),
+                    error=f"{type(e).__name__}: {e}",
+                )
+                emit(record)
+                count.add(1, desc)
+                continue
+            still = res.pred_adv == y[sel]
+            if out is not None and save_examples:
+                _save_examples(out, b, ei, s.index, idx[sel], x[sel], res.x_adv, y[sel], res.pred_adv)
+            record.update(
+                idx=idx[sel].tolist(),
+                robust=still.int().tolist(),
+                pred=res.pred_adv.tolist(),
+                distance=floats(res.distance.tolist()),
+                queries=res.queries.tolist(),
+                seconds=round(time.perf_counter() - t0, 4),
+            )
+            emit(record)
+            count.add(1, desc)
+            robust[sel] = still
+    emit({"type": "batch_done", "batch": b})
+
+
+def example_file(out: Path, batch: int, eps_index: int, step: int) -> Path:
+    """Side file of one step's adversarial inputs on one batch."""
+    return out / "examples" / f"b{batch:06d}-e{eps_index}-s{step}.safetensors"
+
+
+def _save_examples(
+    out: Path,
+    b: int,
+    ei: int,
+    si: int,
+    idx: Tensor,
+    x: Tensor,
+    x_adv: Tensor,
+    y: Tensor,
+    pred_adv: Tensor,
+) -> None:
+    from safetensors.torch import save_file
+
+    path = example_file(out, b, ei, si)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(
+        {
+            "idx": idx.contiguous(),
+            "x": x.float().contiguous(),
+            "x_adv": x_adv.float().contiguous(),
+            "y": y.contiguous(),
+            "pred_adv": pred_adv.long().contiguous(),
+        },
+        str(tmp),
+    )
+    os.replace(tmp, path)
+
+
+def _probe(
+    target: Target,
+    ds: EvalData,
+    records: list[dict[str, Any]],
+    *,
+    n: int,
+    eps_list: tuple[float, ...],
+    norm: str,
+    seed: int,
+    steps: list[ResolvedStep],
+    size: int,
+) -> dict[str, Any]:
+    """Run the model-querying red-flag checks on the first ``size`` examples."""
+    p = min(size, n)
+    x, y = ds.batch(0, p)
+    x, y = torch.as_tensor(x), torch.as_tensor(y).long()
+    ei = max(range(len(eps_list)), key=lambda i: eps_list[i])
+    eps = eps_list[ei]
+    has_blackbox = any(s.available and s.access != "gradients" for s in steps)
+    survivors = None
+    if not has_blackbox:
+        white = {s.index for s in steps if s.available and s.access == "gradients"}
+        alive = _survivors(records, ei, white, limit=size)
+        if alive:
+            sx, sy = _gather(ds, alive)
+            survivors = (sx, sy)
+        else:
+            survivors = (x[:0], y[:0])
+    return flagmod.probe(
+        target, x, y, eps=eps, norm=norm, seed=derive_seed(seed, "probe"), survivors=survivors
+    )
+
+
+def _survivors(
+    records: list[dict[str, Any]], ei: int, white: set[int], *, limit: int
+) -> list[int]:
+    """Indices robust after every white-box step at eps index ``ei`` (first ``limit``)."""
+    clean: dict[int, list[int]] = {}
+    broken: set[int] = set()
+    for r in records:
+        if r["type"] == "clean":
+            clean[int(r["batch"])] = [
+                i for i, p, t in zip(r["idx"], r["pred"], r["y"], strict=True) if p == t
+            ]
+        elif r["type"] == "attack" and int(r["eps_index"]) == ei and int(r["step"]) in white:
+            broken.update(i for i, rb in zip(r["idx"], r["robust"], strict=True) if not rb)
+    out: list[int] = []
+    for b in sorted(clean):
+        out.extend(i for i in clean[b] if i not in broken)
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+def _gather(ds: EvalData, indices: list[int]) -> tuple[Tensor, Tensor]:
+    xs, ys = [], []
+    for i in indices:
+        x, y = ds.batch(i, i + 1)
+        xs.append(torch.as_tensor(x))
+        ys.append(torch.as_tensor(y).long())
+    return torch.cat(xs), torch.cat(ys)

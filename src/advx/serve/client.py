@@ -1,0 +1,280 @@
+"""A small synchronous client of the Open Inference Protocol (KServe V2 REST).
+
+It speaks to ``advx serve``, MLServer, Triton and KServe model servers. What it adds over
+a bare HTTP call is what attacks need from a remote model: time-outs, retries with
+exponential back-off on server errors (5xx) and connection failures, an API key header,
+and typed errors: a 4xx answer or a malformed response raises
+:class:`~advx.errors.RemoteError` (:class:`HttpStatusError` carries the status code).
+
+httpx is imported when a client is created, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from advx.errors import RemoteError
+from advx.serve import protocol
+
+log = logging.getLogger(__name__)
+
+
+class HttpStatusError(RemoteError):
+    """The server answered with an error status (4xx, or 5xx after all retries).
+
+    Attributes:
+        status_code: the HTTP status (401 missing/wrong API key, 413 body too large,
+            429 query budget spent, 400 malformed request, 404 unknown model...).
+    """
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+_HINTS = {
+    400: "the server rejected the request as malformed",
+    401: "the server wants an API key: pass api_key= (CLI: --api-key)",
+    403: "the server refuses this request (e.g. scores asked of a labels-only server: use outputs='labels')",
+    404: "no such model or endpoint: check the URL and the model name",
+    413: "the request body is too large for the server: use a smaller batch_size",
+    429: "the server's query budget for this key is spent",
+}
+
+
+class OipClient:
+    """Client of one V2 inference server.
+
+    Args:
+        url: server root, e.g. ``"http://127.0.0.1:8080"`` (no ``/v2``).
+        api_key: sent with every request, in ``api_key_header``. With the default header
+            ``"Authorization"`` the value is ``"Bearer <key>"``; with any other header
+            name (e.g. ``"x-api-key"``) it is the bare key. ``advx serve`` accepts both.
+        api_key_header: the header carrying the key (default ``"Authorization"``).
+        timeout: seconds to wait for connecting and for each read (default 30).
+        retries: extra attempts after a 5xx answer, a time-out or a connection error
+            (default 3); 4xx answers are never retried.
+        backoff: seconds before the first retry, doubled after each (default 0.25).
+        http_client: an existing ``httpx.Client`` to send through, with its own time-out
+            settings (for tests, e.g.
+            Starlette's ``TestClient``); default a new keep-alive client.
+
+    Attributes:
+        requests: HTTP requests sent (retries included); ``retried``: retries made.
+
+    Example:
+        >>> client = OipClient("http://127.0.0.1:8080")  # doctest: +SKIP
+        >>> client.infer("digits", x.numpy(), outputs=["predict_proba"])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        api_key_header: str = "Authorization",
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        http_client: Any = None,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise RemoteError(f"{url!r} is not an HTTP URL; expected e.g. http://127.0.0.1:8080")
+        if retries < 0 or timeout <= 0 or backoff < 0:
+            raise RemoteError(
+                f"need retries >= 0, timeout > 0, backoff >= 0; got {retries}, {timeout}, {backoff}"
+            )
+        import httpx
+
+        self._httpx = httpx
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.headers: dict[str, str] = {}
+        if api_key:
+            is_auth = api_key_header.lower() == "authorization"
+            self.headers[api_key_header] = f"Bearer {api_key}" if is_auth else api_key
+        self._owned = http_client is None
+        # Our own client carries the time-out; a caller's client keeps its own settings.
+        self.http = http_client if http_client is not None else httpx.Client(timeout=self.timeout)
+        self.requests = 0
+        self.retried = 0
+
+    # -- plumbing ---------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send one request with retries; return the ``httpx.Response`` of a 2xx answer.
+
+        Raises:
+            HttpStatusError: a 4xx answer, or a 5xx answer after all retries.
+            RemoteError: the server could not be reached after all retries.
+        """
+        url = self.url + path
+        last, last_status = "", 0
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += 1
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            self.requests += 1
+            try:
+                r = self.http.request(
+                    method,
+                    url,
+                    content=content,
+                    headers={**self.headers, **(headers or {})},
+                )
+            except self._httpx.TransportError as e:  # connect/read errors and time-outs
+                last, last_status = f"{type(e).__name__}: {e}", 0
+                log.info("%s %s failed (%s); attempt %d", method, url, last, attempt + 1)
+                continue
+            if r.status_code < 400:
+                return r
+            message = protocol.error_message(r.content)
+            if r.status_code < 500:
+                hint = _HINTS.get(r.status_code, "the server refused the request")
+                raise HttpStatusError(
+                    f"{method} {url} -> {r.status_code}: {message} ({hint})", r.status_code
+                )
+            last, last_status = f"status {r.status_code}: {message}", r.status_code
+            log.info("%s %s answered %s; attempt %d", method, url, last, attempt + 1)
+        message = (
+            f"{method} {url} failed after {self.retries + 1} attempts; last error: {last}. "
+            "Is the server running and reachable?"
+        )
+        if last_status:
+            raise HttpStatusError(message, last_status)
+        raise RemoteError(message)
+
+    def _json(self, r: Any, what: str) -> Any:
+        try:
+            return r.json()
+        except ValueError:
+            raise RemoteError(f"{what}: the server's answer is not JSON") from None
+
+    # -- protocol ---------------------------------------------------------------------
+    def live(self) -> bool:
+        """True when ``GET /v2/health/live`` answers 2xx."""
+        return self._health("/v2/health/live")
+
+    def ready(self) -> bool:
+        """True when ``GET /v2/health/ready`` answers 2xx (False for other statuses)."""
+        return self._health("/v2/health/ready")
+
+    def _health(self, path: str) -> bool:
+        try:
+            self.request("GET", path)
+        except HttpStatusError as e:
+            if e.status_code in (401, 403):
+                raise
+            return False
+        return True
+
+    def wait_ready(self, timeout: float = 30.0, interval: float = 0.1) -> None:
+        """Poll readiness until the server is ready; :class:`RemoteError` after
+        ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        saved, self.retries = self.retries, 0
+        try:
+            while True:
+                try:
+                    if self.ready():
+                        return
+                except HttpStatusError:
+                    raise
+                except RemoteError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RemoteError(f"{self.url} was not ready within {timeout:g} s")
+                time.sleep(interval)
+        finally:
+            self.retries = saved
+
+    def server_metadata(self) -> dict[str, Any]:
+        """``GET /v2``: server name, version and protocol extensions."""
+        meta = self._json(self.request("GET", "/v2"), "server metadata")
+        if not isinstance(meta, dict):
+            raise RemoteError(f"{self.url}/v2: server metadata is not a JSON object")
+        return meta
+
+    def model_metadata(self, model: str) -> dict[str, Any]:
+        """``GET /v2/models/{model}``: inputs, outputs and parameters of the model."""
+        meta = self._json(self.request("GET", f"/v2/models/{model}"), f"metadata of {model!r}")
+        if not isinstance(meta, dict):
+            raise RemoteError(f"metadata of model {model!r} is not a JSON object")
+        return meta
+
+    def models(self) -> list[str]:
+        """Names of the models the server holds (repository extension,
+        ``POST /v2/repository/index``; served by advx, MLServer and Triton)."""
+        index = self._json(
+            self.request(
+                "POST",
+                "/v2/repository/index",
+                content=b"{}",
+                headers={"content-type": "application/json"},
+            ),
+            "repository index",
+        )
+        if not isinstance(index, list):
+            raise RemoteError("the repository index is not a JSON list")
+        return [str(m["name"]) for m in index if isinstance(m, dict) and "name" in m]
+
+    def infer(
+        self,
+        model: str,
+        x: np.ndarray,
+        *,
+        input_name: str = protocol.INPUT_NAME,
+        outputs: Sequence[str] = (),
+        binary: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """``POST /v2/models/{model}/infer`` with the batch ``x``; the outputs by name.
+
+        Args:
+            model: model name.
+            x: input batch (N, ...), float32 for ``FP32``.
+            input_name: the model's input name.
+            outputs: output names to ask for (empty: the server's default).
+            binary: use the binary tensor extension (only if the server supports it).
+
+        Raises:
+            HttpStatusError / RemoteError: see :meth:`request`; also for malformed answers.
+        """
+        try:
+            body, headers = protocol.encode_request(
+                x, input_name=input_name, outputs=outputs, binary=binary
+            )
+        except protocol.ProtocolError as e:
+            raise RemoteError(f"cannot encode the request: {e}") from None
+        r = self.request("POST", f"/v2/models/{model}/infer", content=body, headers=headers)
+        raw_len = r.headers.get(protocol.HEADER_LENGTH)
+        try:
+            header_length = int(raw_len) if raw_len is not None else None
+            return protocol.decode_response(r.content, header_length)
+        except (ValueError, protocol.ProtocolError) as e:
+            raise RemoteError(
+                f"malformed response from {self.url} for model {model!r}: {e}"
+            ) from None
+
+    def close(self) -> None:
+        """Close the connection pool (if this client created it)."""
+        if self._owned:
+            self.http.close()
+
+    def __enter__(self) -> OipClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

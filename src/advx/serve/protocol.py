@@ -1,0 +1,334 @@
+"""Wire format of the Open Inference Protocol (KServe V2 REST), shared by server and client.
+
+A V2 inference request is a JSON object::
+
+    {"inputs": [{"name": "input", "shape": [2, 1, 8, 8], "datatype": "FP32",
+                 "data": [0.0, 0.5, ...]}],            # row-major, flat or nested
+     "outputs": [{"name": "predict_proba"}],             # optional: which outputs
+     "parameters": {...}}                                # optional
+
+and the response ``{"model_name": ..., "outputs": [{"name", "shape", "datatype",
+"data"}], "parameters": {...}}``; errors are ``{"error": "message"}`` with a 4xx/5xx status.
+
+Triton's *binary tensor data* extension is supported on both sides: the body is the JSON
+header followed by raw little-endian tensor bytes; the header's length travels in the
+``Inference-Header-Content-Length`` HTTP header and each binary tensor says its size in
+``parameters.binary_data_size``. An output is asked for in binary with
+``{"name": ..., "parameters": {"binary_data": true}}``. It avoids printing and parsing
+floats as text, which dominates the cost of JSON for image batches.
+
+Output names follow MLServer's scikit-learn runtime so one client speaks to both servers:
+``predict_proba`` (class probabilities, ``(N, C)``) and ``predict`` (labels, ``(N,)``).
+
+Everything here is pure (bytes and numpy arrays in and out); malformed data raises
+:class:`ProtocolError` whose message is fit to send back to the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+INPUT_NAME = "input"
+SCORES_OUTPUT = "predict_proba"
+LABELS_OUTPUT = "predict"
+HEADER_LENGTH = "inference-header-content-length"
+BINARY_EXTENSION = "binary_tensor_data"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+JSON_CONTENT_TYPE = "application/json"
+
+#: V2 datatype name -> numpy dtype (little-endian, as the binary extension requires).
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype("bool"),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+_KIND_OK = {"b": "b", "u": "bui", "i": "bui", "f": "buif"}  # JSON value kinds each accepts
+
+
+class ProtocolError(ValueError):
+    """A request or response does not follow the protocol; the message says what is wrong."""
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The V2 datatype name of a numpy array's dtype (``float32`` -> ``"FP32"``)."""
+    for name, dt in DATATYPES.items():
+        if array.dtype == dt or array.dtype == dt.newbyteorder("="):
+            return name
+    raise ProtocolError(f"no V2 datatype for numpy dtype {array.dtype}")
+
+
+@dataclass
+class WireTensor:
+    """One named tensor of a request or response."""
+
+    name: str
+    array: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InferRequest:
+    """A decoded inference request: inputs, requested outputs (name -> wants binary) and
+    request parameters."""
+
+    inputs: list[WireTensor]
+    outputs: dict[str, bool]
+    parameters: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _shape(raw: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw
+    ):
+        raise ProtocolError(f"{what}: 'shape' must be a list of non-negative integers, got {raw!r}")
+    return tuple(raw)
+
+
+def _json_data(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A JSON ``data`` value (flat or nested row-major list) as an array of ``shape``."""
+    if not isinstance(data, list):
+        raise ProtocolError(f"{what}: 'data' must be a list of numbers")
+    try:
+        raw = np.asarray(data)
+    except (ValueError, TypeError):
+        raise ProtocolError(f"{what}: 'data' is a ragged or mixed list") from None
+    if raw.size and raw.dtype.kind not in _KIND_OK.get(dtype.kind, ""):
+        raise ProtocolError(
+            f"{what}: 'data' holds {raw.dtype.kind!r}-kind values that are not valid "
+            f"for datatype {_name_of(dtype)} (expected numbers)"
+        )
+    n = math.prod(shape)
+    if raw.size != n:
+        raise ProtocolError(
+            f"{what}: 'data' has {raw.size} values but shape {list(shape)} needs {n}"
+        )
+    try:
+        return raw.astype(dtype, copy=False).reshape(shape)
+    except (ValueError, OverflowError):
+        raise ProtocolError(
+            f"{what}: 'data' values do not fit datatype {_name_of(dtype)}"
+        ) from None
+
+
+def _name_of(dtype: np.dtype[Any]) -> str:
+    for name, dt in DATATYPES.items():
+        if dt == dtype:
+            return name
+    return str(dtype)
+
+
+def _split_body(body: bytes, header_length: int | None) -> tuple[Any, memoryview]:
+    """Parse the JSON header of ``body``; return it and the binary remainder."""
+    if header_length is None:
+        head, rest = body, memoryview(b"")
+    else:
+        if header_length < 0 or header_length > len(body):
+            raise ProtocolError(
+                f"Inference-Header-Content-Length {header_length} does not fit a body of "
+                f"{len(body)} bytes"
+            )
+        head, rest = body[:header_length], memoryview(body)[header_length:]
+    try:
+        obj = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError("body is not valid JSON: nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"body must be a JSON object, got {type(obj).__name__}")
+    return obj, rest
+
+
+def _decode_tensor(raw: Any, rest: memoryview, offset: int, what: str) -> tuple[WireTensor, int]:
+    """One tensor object (request input or response output); returns it and the new
+    offset into the binary remainder."""
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"{what} must be an object with name, shape, datatype, data")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProtocolError(f"{what}: 'name' must be a non-empty string")
+    what = f"{what} {name!r}"
+    shape = _shape(raw.get("shape"), what)
+    dt_name = raw.get("datatype")
+    if not isinstance(dt_name, str) or dt_name not in DATATYPES:
+        raise ProtocolError(
+            f"{what}: unsupported datatype {dt_name!r}; use one of {', '.join(DATATYPES)}"
+        )
+    dtype = DATATYPES[dt_name]
+    params = raw.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ProtocolError(f"{what}: 'parameters' must be an object")
+    size = params.get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError(f"{what}: binary_data_size must be a non-negative integer")
+        need = math.prod(shape) * dtype.itemsize
+        if size != need:
+            raise ProtocolError(
+                f"{what}: binary_data_size {size} != {need} bytes for shape {list(shape)} {dt_name}"
+            )
+        if offset + size > len(rest):
+            raise ProtocolError(
+                f"{what}: binary data ends early ({len(rest) - offset} < {size} bytes)"
+            )
+        array = np.frombuffer(rest[offset : offset + size], dtype=dtype).reshape(shape)
+        return WireTensor(name, array, params), offset + size
+    if "data" not in raw:
+        raise ProtocolError(f"{what}: no 'data' (and no parameters.binary_data_size)")
+    return WireTensor(name, _json_data(raw["data"], dtype, shape, what), params), offset
+
+
+def _encode_tensors(
+    head: dict[str, Any], key: str, tensors: Sequence[WireTensor], binary: set[str]
+) -> tuple[bytes, dict[str, str]]:
+    """Serialise ``head`` with ``tensors`` under ``key``; tensors named in ``binary`` go
+    after the JSON header (binary extension)."""
+    items, blobs = [], []
+    for t in tensors:
+        a = np.ascontiguousarray(t.array)
+        entry: dict[str, Any] = {"name": t.name, "shape": list(a.shape), "datatype": datatype_of(a)}
+        params = dict(t.parameters)
+        if t.name in binary:
+            blob = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+            params["binary_data_size"] = len(blob)
+            blobs.append(blob)
+        else:
+            entry["data"] = a.reshape(-1).tolist()
+        if params:
+            entry["parameters"] = params
+        items.append(entry)
+    head = {**head, key: items}
+    text = json.dumps(head, allow_nan=False, separators=(",", ":")).encode()
+    if not blobs:
+        return text, {"content-type": JSON_CONTENT_TYPE}
+    headers = {"content-type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(text))}
+    return b"".join([text, *blobs]), headers
+
+
+# ----------------------------------------------------------------------------- requests
+def encode_request(
+    x: np.ndarray,
+    *,
+    input_name: str = INPUT_NAME,
+    outputs: Sequence[str] = (),
+    binary: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Body and HTTP headers of an inference request for the batch ``x`` (N, ...).
+
+    Args:
+        x: the input batch; its dtype gives the datatype (use float32 for ``FP32``).
+        input_name: the model's input name (``"input"`` for ``advx serve``).
+        outputs: output names to ask for (empty: the server's default).
+        binary: send ``x`` and ask for the outputs with the binary tensor extension.
+        parameters: request-level parameters.
+
+    Raises:
+        ProtocolError: NaN or inf in ``x`` when sent as JSON (JSON has no such numbers).
+    """
+    head: dict[str, Any] = {}
+    if outputs:
+        head["outputs"] = [
+            {"name": o, "parameters": {"binary_data": True}} if binary else {"name": o}
+            for o in outputs
+        ]
+    if parameters:
+        head["parameters"] = dict(parameters)
+    if not binary and x.dtype.kind == "f" and not bool(np.isfinite(x).all()):
+        raise ProtocolError("the batch has NaN or inf values, which JSON cannot carry")
+    tensor = WireTensor(input_name, x)
+    return _encode_tensors(head, "inputs", [tensor], {input_name} if binary else set())
+
+
+def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
+    """Parse a request body (``header_length`` from ``Inference-Header-Content-Length``
+    when the binary extension is used). Raises :class:`ProtocolError`."""
+    obj, rest = _split_body(body, header_length)
+    raw_inputs = obj.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise ProtocolError("'inputs' must be a non-empty list of tensors")
+    inputs, offset = [], 0
+    for i, raw in enumerate(raw_inputs):
+        t, offset = _decode_tensor(raw, rest, offset, f"inputs[{i}]")
+        inputs.append(t)
+    if offset != len(rest):
+        raise ProtocolError(
+            f"{len(rest) - offset} bytes of binary data are not claimed by any input"
+        )
+    outputs: dict[str, bool] = {}
+    raw_outputs = obj.get("outputs")
+    if raw_outputs is not None:
+        if not isinstance(raw_outputs, list):
+            raise ProtocolError("'outputs' must be a list of {name: ...} objects")
+        for i, o in enumerate(raw_outputs):
+            if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+                raise ProtocolError(f"outputs[{i}] must be an object with a string 'name'")
+            p = o.get("parameters") or {}
+            if not isinstance(p, dict):
+                raise ProtocolError(f"outputs[{i}]: 'parameters' must be an object")
+            outputs[o["name"]] = bool(p.get("binary_data", False))
+    params = obj.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ProtocolError("'parameters' must be an object")
+    return InferRequest(inputs, outputs, params)
+
+
+# ----------------------------------------------------------------------------- responses
+def encode_response(
+    model_name: str,
+    outputs: Sequence[WireTensor],
+    *,
+    binary: set[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    model_version: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Body and HTTP headers of an inference response; outputs named in ``binary`` are
+    sent with the binary extension."""
+    head: dict[str, Any] = {"model_name": model_name}
+    if model_version is not None:
+        head["model_version"] = model_version
+    if parameters:
+        head["parameters"] = dict(parameters)
+    return _encode_tensors(head, "outputs", outputs, binary or set())
+
+
+def decode_response(body: bytes, header_length: int | None = None) -> dict[str, np.ndarray]:
+    """The outputs of a response body as ``name -> array``. Raises :class:`ProtocolError`."""
+    obj, rest = _split_body(body, header_length)
+    raw_outputs = obj.get("outputs")
+    if not isinstance(raw_outputs, list):
+        raise ProtocolError("response has no 'outputs' list")
+    out, offset = {}, 0
+    for i, raw in enumerate(raw_outputs):
+        t, offset = _decode_tensor(raw, rest, offset, f"outputs[{i}]")
+        out[t.name] = t.array
+    return out
+
+
+def error_message(body: bytes) -> str:
+    """The ``error`` text of an error response, or the start of the raw body."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        obj = None
+    if isinstance(obj, dict):
+        for key in ("error", "detail", "message"):
+            if key in obj:
+                return str(obj[key])[:500]
+    return body[:300].decode("utf-8", "replace").strip() or "(empty body)"
