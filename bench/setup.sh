@@ -30,10 +30,11 @@ fi
 #   torchattacks 3.5.1: torch, numpy, scipy (a few attacks), tqdm (MultiAttack), requests
 #   foolbox 3.3.4:      eagerpy, GitPython (imported by foolbox.zoo at package import;
 #                       needs gitdb + smmap), scipy, typing-extensions, requests
-#   ART 1.20.1:         numpy, scipy, scikit-learn, six, tqdm, setuptools
+#   ART 1.20.1:         numpy, scipy, scikit-learn, six, tqdm (numba and setuptools
+#                       are declared or optional but never imported for PGD)
 PEERS=("torchattacks==3.5.1" "foolbox==3.3.4" "adversarial-robustness-toolbox==1.20.1")
 LIGHT=("eagerpy==0.30.0" "GitPython" "gitdb" "smmap" "scipy" "tqdm" "requests" "six"
-       "typing-extensions" "scikit-learn" "setuptools")
+       "typing-extensions" "scikit-learn")
 if ! "$VENV/bin/python" -c "import torchattacks, foolbox, art" 2>/dev/null; then
   say "installing peers: ${PEERS[*]}"
   $PIP install "${LIGHT[@]}"

@@ -138,7 +138,9 @@ def test_sklearn_string_classes_map_to_indices(digits_data):
     from sklearn.tree import DecisionTreeClassifier
 
     xtr, ytr, xte, _ = digits_data
-    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    names = np.array(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
     est = DecisionTreeClassifier(max_depth=6, random_state=0)
     est.fit(xtr.reshape(len(xtr), -1).numpy(), names[ytr.numpy()])
     box = sklearn_target(est, outputs="labels", input_shape=(1, 8, 8))
@@ -170,7 +172,9 @@ def test_sklearn_score_attack_runs_under_budget(digits_lr):
     # success is judged by the estimator itself on the returned images
     pred = est.predict(r.x_adv.reshape(len(x), -1).numpy())
     assert torch.equal(torch.as_tensor(pred), r.pred_adv)
-    assert (pred != y.numpy()).sum() > (est.predict(x.reshape(len(x), -1).numpy()) != y.numpy()).sum()
+    assert (pred != y.numpy()).sum() > (
+        est.predict(x.reshape(len(x), -1).numpy()) != y.numpy()
+    ).sum()
 
 
 # ------------------------------------------------------------------------------- onnx
@@ -275,7 +279,9 @@ def test_cache_passes_gradients_through(digits_mlp, digits_data):
     (g,) = torch.autograd.grad(cached.logits(x).sum(), x)
     assert g.abs().sum() > 0
     r1 = create("pgd", eps=0.1, steps=3)(cached, digits_data[2][:8], digits_data[3][:8])
-    r2 = create("pgd", eps=0.1, steps=3)(WhiteBox(digits_mlp), digits_data[2][:8], digits_data[3][:8])
+    r2 = create("pgd", eps=0.1, steps=3)(
+        WhiteBox(digits_mlp), digits_data[2][:8], digits_data[3][:8]
+    )
     assert torch.equal(r1.x_adv, r2.x_adv)
 
 

@@ -139,6 +139,7 @@ def nltk_wordnet(tmp_path_factory):
         nltk.data.path.remove(str(d))
 
 
+@pytest.mark.slow  # NLTK's reader takes ~20 s to index WordNet
 @pytest.mark.parametrize(
     "word",
     ["good", "loved", "cars", "better", "running", "happy", "geese", "saddest", "delays",
@@ -158,6 +159,17 @@ def test_synonyms_are_wordnet_synonyms(nltk_wordnet, word):
         assert set(wn.morphy(word, p)) == set(nltk_wordnet._morphy(word, p))
     for syn in WordNet.default().synsets(word)[:3]:
         assert syn.lexname == nltk_wordnet.synset_from_pos_and_offset(syn.pos, syn.offset).lexname()
+
+
+def test_known_wordnet_synonyms():
+    wn = WordNet.default()
+    assert {"auto", "automobile", "machine", "motorcar"} <= set(wn.synonyms("cars"))
+    assert {"glad", "felicitous"} <= set(wn.synonyms("happy"))
+    assert "detest" in wn.synonyms("hated") and "hate" not in wn.synonyms("hated")
+    assert wn.morphy("geese", "n") == ["goose"] and wn.morphy("cars", "n") == ["car"]
+    assert wn.synonyms("the") == [] and wn.parts_of_speech("quickly") == {"r"}
+    car = wn.synsets("car")[0]
+    assert car.lexname == "noun.artifact" and "automobile" in car.words
 
 
 def test_wordnet_transformation_proposes_cased_synonyms():

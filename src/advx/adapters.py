@@ -423,8 +423,9 @@ class HttpTarget(Target):
         url: server root, e.g. ``"http://127.0.0.1:8080"``.
         model_name: the model's name on the server; None asks the server's repository
             index and takes its only model.
-        outputs: ``"scores"`` (asks for the ``predict_proba`` output: a ScoreBox) or
-            ``"labels"`` (``predict``: a LabelBox, for decision-only APIs).
+        outputs: ``"scores"`` (asks for the ``predict_proba`` output: a ScoreBox),
+            ``"labels"`` (``predict``: a LabelBox, for decision-only APIs) or ``"auto"``
+            (scores unless the metadata says the server is labels-only).
         api_key: API key; sent as ``Authorization: Bearer <key>`` by default, or as the
             bare value of ``api_key_header`` (e.g. ``"x-api-key"``) when that is given.
         api_key_header: header carrying the key (default ``"Authorization"``).
@@ -477,7 +478,7 @@ class HttpTarget(Target):
         from advx.serve import protocol
         from advx.serve.client import OipClient
 
-        _check_outputs(outputs)
+        _check_outputs(outputs, ("auto", *_OUTPUTS))
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if output_kind not in ("probabilities", "logits"):
@@ -536,6 +537,8 @@ class HttpTarget(Target):
             raise InputError(
                 f"wire_shape {self.wire_shape} does not hold input_shape {self.input_shape}"
             )
+        if outputs == "auto":
+            outputs = "labels" if params.get("labels_only") else "scores"
         if outputs == "scores" and params.get("labels_only"):
             raise AccessError(
                 f"model {model_name!r} at {url} gives labels only; use outputs='labels' "

@@ -36,6 +36,7 @@ def deepfool(
     l2, 1 for linf) and the step reaching it is ``r = |f_l| / ||w_l||_2^2 * w_l`` (l2) or
     ``|f_l| / ||w_l||_1 * sign(w_l)`` (linf). Steps accumulate in ``r_tot``; the iterate is
     ``clip(x + (1 + overshoot) * r_tot)``. Each example stops when it is misclassified.
+    Coordinates at a bound whose step would leave the box are masked out of ``w``.
     Targeted (an extension, not in the paper): the only candidate is the target and the
     reference class is the current most likely non-target class.
 
@@ -75,6 +76,10 @@ def deepfool(
             for j in range(ca.shape[1])
         ]
         w = torch.stack(grads, dim=1)  # (A, K, *input_shape)
+        # coordinates pinned at a bound cannot move outwards: drop them from the linearisation
+        xd = xa.detach()[keep].unsqueeze(1)  # (A, 1, *input_shape)
+        pinned = ((xd <= bounds[0]) & (w < 0)) | ((xd >= bounds[1]) & (w > 0))
+        w = w.masked_fill(pinned, 0.0)
         wn = w.flatten(2).norm(p=dual, dim=2).clamp_min(1e-12)  # (A, K)
         fa = f.detach().abs()
         best = (fa / wn).argmin(dim=1)  # closest linearised boundary
@@ -111,7 +116,10 @@ class DeepFool(Attack):
     ``1 + eta`` only at the end; the reference code applies ``1 + eta`` at every iterate
     (as here), which crosses curved boundaries instead of creeping towards them, and adds
     1e-4 to each ``|f_l|`` (not done here, so on an affine model the step is exactly the
-    minimal one). Neither clips to the input bounds; here each iterate is clipped.
+    minimal one). Neither knows the input bounds; here each iterate is clipped to them and
+    coordinates pinned at a bound are left out of the linearised boundaries when the step
+    would push them outwards (else clipping stalls the iteration on images with
+    saturated pixels, e.g. the black background of digits).
 
     Example:
         >>> r = DeepFool(norm="l2")(target, x, y)          # doctest: +SKIP

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from advx.errors import CheckpointError, ConfigError
+from advx.errors import CheckpointError, ConfigError, InputError
 from advx.targets import Target
 
 
@@ -27,13 +27,27 @@ def _is_remote(spec: str) -> bool:
     return spec.startswith(("http://", "https://"))
 
 
-def open_target(spec: str, *, name: str | None = None) -> Target:
+def open_target(
+    spec: str,
+    *,
+    name: str | None = None,
+    model_name: str | None = None,
+    api_key: str | None = None,
+    labels_only: bool = False,
+) -> Target:
     """Open the model named by ``spec`` as a target.
 
     Args:
         spec: a model directory (``model.json`` + ``model.safetensors``, as written by
-            ``advx train`` / :func:`advx.models.save`).
-        name: shown in messages and reports; default the directory name.
+            ``advx train`` / :func:`advx.models.save`), or the URL of an Open Inference
+            Protocol server (``http://127.0.0.1:8080``: ``advx serve``, MLServer...),
+            opened as an :class:`~advx.adapters.HttpTarget`.
+        name: shown in messages and reports; default the directory (or model) name.
+        model_name: the model's name on the server (URLs only; default: the server's
+            only model).
+        api_key: API key for the server (URLs only).
+        labels_only: ask the server for labels only (URLs only; a labels-only
+            ``advx serve`` is detected without it).
 
     Returns:
         A :class:`~advx.targets.WhiteBox` for torch checkpoints; the loaded object itself
@@ -44,10 +58,10 @@ def open_target(spec: str, *, name: str | None = None) -> Target:
         ConfigError: the spec names something no adapter handles.
     """
     if _is_remote(spec):
-        raise ConfigError(
-            f"{spec}: HTTP endpoints are not supported by this command yet; "
-            "pass a model directory"
-        )
+        from advx.adapters import HttpTarget
+
+        outputs = "labels" if labels_only else "auto"
+        return HttpTarget(spec, model_name, outputs=outputs, api_key=api_key, name=name)
     path = Path(spec)
     if not path.exists():
         raise CheckpointError(f"no model at {spec}: the path does not exist")
@@ -62,13 +76,31 @@ def open_target(spec: str, *, name: str | None = None) -> Target:
         return loaded
     if isinstance(loaded, nn.Module):
         return WhiteBox(loaded, name=label)
-    raise ConfigError(f"{spec}: cannot attack a {type(loaded).__name__}; no adapter for it")
+    from advx.adapters import as_target  # scikit-learn models and other wrappers
+
+    try:
+        return as_target(loaded, name=label)
+    except InputError:
+        raise ConfigError(
+            f"{spec}: cannot attack a {type(loaded).__name__}; no adapter for it"
+        ) from None
 
 
-def target_info(spec: str) -> dict[str, Any]:
-    """The metadata stored with the model ``spec`` (empty for specs without any)."""
+def target_info(
+    spec: str, *, model_name: str | None = None, api_key: str | None = None
+) -> dict[str, Any]:
+    """The metadata stored with the model ``spec`` (empty for specs without any); for a
+    URL, the ``parameters`` of the server's model metadata (``advx serve`` publishes the
+    model's ``dataset`` there)."""
     if _is_remote(spec):
-        return {}
+        from advx.serve.client import OipClient
+
+        with OipClient(spec, api_key=api_key) as client:
+            names = [model_name] if model_name else client.models()[:1]
+            if not names:
+                return {}
+            params = client.model_metadata(names[0]).get("parameters") or {}
+        return dict(params) if isinstance(params, dict) else {}
     from advx import models
 
     return dict(models.read_info(Path(spec)))

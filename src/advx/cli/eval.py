@@ -151,8 +151,10 @@ def eval_command(
         None, hidden=True, help="Testing hook: stop after this many batches, as if killed."
     ),
 ) -> None:
-    """Evaluate robust accuracy: clean accuracy, then each attack of the suite on the
-    examples still robust; per-example worst case per eps; red-flag checks.
+    """Robust accuracy under a suite of attacks (worst case per example), with red-flag checks.
+
+    Clean accuracy first; then each attack of the suite runs only on the examples still
+    robust. Results stream to RUN_DIR/results.jsonl; --resume continues a killed run.
 
     Example: advx eval runs/demo/model --suite standard --eps 0.1 --n 1000
     """

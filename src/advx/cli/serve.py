@@ -55,6 +55,7 @@ def serve(
         if not 0 <= port <= 65535:
             raise InputError(f"--port must be in 0..65535, got {port}")
         loaded = models.load(model_dir)
+        info = models.read_info(model_dir)
         model_name = name or model_dir.resolve().name
         app = create_app(
             loaded,
@@ -63,6 +64,7 @@ def serve(
             max_queries=max_queries,
             labels_only=labels_only,
             max_body_bytes=max_body_bytes,
+            dataset=info.get("dataset"),
         )
         service = app.state.service
         where = f"http://{host}:{port}"

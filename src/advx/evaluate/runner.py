@@ -138,6 +138,22 @@ def versions() -> dict[str, str]:
     return out
 
 
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that started this process, as a user would type it again:
+    ``advx eval ...`` (or ``torchrun --nproc_per_node N -m advx eval ...``)."""
+    args = list(sys.argv if argv is None else argv)
+    if not args:
+        return ""
+    prog = Path(args[0]).name
+    if prog in ("advx", "__main__.py"):
+        args = args[1:]
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1:
+            return shlex.join(["torchrun", "--nproc_per_node", str(world), "-m", "advx", *args])
+        return shlex.join(["advx", *args])
+    return shlex.join(args)
+
+
 def dist_info() -> tuple[int, int]:
     """``(rank, world_size)`` of the initialised torch.distributed group, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -260,7 +276,7 @@ def evaluate(
             "bounds": list(target.bounds),
             "class_names": list(target.class_names),
         },
-        "meta": {"command": shlex.join(sys.argv), **(meta or {})},
+        "meta": {"command": command_line(), **(meta or {})},
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "world_size": world,

@@ -80,6 +80,8 @@ class ModelService:
         max_queries: rows each key may have evaluated (None: unlimited).
         labels_only: serve labels only.
         version: model version string reported in metadata and answers.
+        dataset: name of the model's dataset, published in the metadata so clients
+            (``advx attack URL``) can load matching evaluation data.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class ModelService:
         max_queries: int | None = None,
         labels_only: bool = False,
         version: str = "1",
+        dataset: str | None = None,
     ) -> None:
         if max_queries is not None and max_queries < 1:
             raise InputError(f"max_queries must be >= 1, got {max_queries}")
@@ -101,6 +104,7 @@ class ModelService:
         self.max_queries = max_queries
         self.labels_only = labels_only
         self.version = version
+        self.dataset = dataset
         self.used: dict[str, int] = {}
         self._lock = threading.Lock()  # targets count queries; evaluate one batch at a time
 
@@ -137,6 +141,7 @@ class ModelService:
                 "labels_only": self.labels_only,
                 "max_queries": self.max_queries,
                 "binary_data": True,
+                **({"dataset": self.dataset} if self.dataset else {}),
             },
         }
 
@@ -303,6 +308,7 @@ def create_app(
     max_queries: int | None = None,
     labels_only: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    dataset: str | None = None,
 ) -> Any:
     """The FastAPI app serving ``model`` over the Open Inference Protocol.
 
@@ -316,6 +322,7 @@ def create_app(
         max_queries: rows each key may have evaluated; None: unlimited.
         labels_only: answer labels only (``predict``), never probabilities.
         max_body_bytes: largest request body accepted (default 32 MiB).
+        dataset: the model's dataset name, published in the metadata ``parameters``.
 
     Returns:
         The FastAPI application (``app.state.service`` is its :class:`ModelService`,
@@ -338,7 +345,9 @@ def create_app(
         raise InputError(f"max_body_bytes must be >= 1024, got {max_body_bytes}")
     keys = _keys_of(api_key)
     target = as_target(model, name=name)
-    service = ModelService(target, name=name, max_queries=max_queries, labels_only=labels_only)
+    service = ModelService(
+        target, name=name, max_queries=max_queries, labels_only=labels_only, dataset=dataset
+    )
     app = FastAPI(
         title=f"advx serve: {name}",
         version=advx.__version__,
