@@ -535,7 +535,7 @@ def test_square_over_http_equals_in_process(served, zoo_mlp, digits_data, binary
 def test_budget_enforced_over_http(served, digits_data):
     url, _ = served
     x = digits_data[2]
-    t = HttpTarget(url, "digits", api_key="carol-key", batch_size=1000)
+    t = HttpTarget(url, "digits", api_key="carol-key", batch_size=500)  # 128 kB requests
     rows = torch.cat([x] * 3)[:1000]
     for _ in range(BUDGET // 1000):
         t.scores(rows)

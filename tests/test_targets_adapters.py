@@ -296,3 +296,27 @@ def test_cached_attack_matches_uncached(digits_mlp, digits_data):
     assert torch.allclose(res.x_adv, plain.x_adv) and torch.equal(res.queries, plain.queries)
     # the base's final prediction re-asks the points the attack already scored
     assert inner.queries < cached.queries and cached.hits > 0
+
+
+def test_zoo_sklearn_model_from_skops_checkpoint(digits_data, tmp_path):
+    from starlette.testclient import TestClient
+
+    from advx import models
+    from advx.adapters import HttpTarget
+    from advx.serve.server import create_app
+
+    xtr, ytr, xte, _ = digits_data
+    clf = models.build("logreg", input_shape=(1, 8, 8), num_classes=10).fit(xtr[:600], ytr[:600])
+    loaded = models.load(models.save(clf, tmp_path / "logreg"))  # skops file, no pickle
+    x = xte[:25]
+    flat = x.reshape(25, -1).numpy()
+    expected = loaded.estimator.predict_proba(flat)
+    assert as_target(loaded) is loaded  # the zoo wrapper already is a score target
+    for box in (sklearn_target(loaded), sklearn_target(loaded.estimator, input_shape=(1, 8, 8))):
+        assert box.input_shape == (1, 8, 8) and box.num_classes == 10
+        np.testing.assert_allclose(box.scores(x).numpy(), expected, rtol=1e-6, atol=1e-7)
+    lab = sklearn_target(loaded, outputs="labels")
+    assert lab.labels(x).tolist() == expected.argmax(1).tolist()
+    with TestClient(create_app(loaded, name="logreg")) as tc:
+        remote = HttpTarget("http://testserver", "logreg", http_client=tc)
+        assert torch.equal(remote.scores(x), loaded.scores(x))

@@ -1,49 +1,42 @@
-"""Training text models, plainly and adversarially.
+"""Training text models, plainly and adversarially (what ``advx train`` runs for the
+text architectures).
 
-:func:`fit` trains a :class:`~advx.text.models.TextClassifier` (mini-batches of token
-ids, Adam, cross-entropy) or a :class:`~advx.text.models.MiniLMClassifier` (the head on
-precomputed, disk-cached sentence embeddings when the encoder is frozen).
+:func:`fit_text` trains a :class:`~advx.text.models.TextClassifier` with the one training
+loop of advx (:func:`advx.training.fit`) on padded token ids; a frozen ``minilm`` trains
+only its head, on sentence embeddings computed once and cached on disk.
 
-:func:`adversarial_fit` is data augmentation with attack outputs, the text form of
-adversarial training (as in Jin et al. 2020, §5; Ren et al. 2019, §5): train, attack a
-sample of the training set with a recipe, add the successful adversarial texts with
-their true labels, continue training; repeated for a few rounds. Unlike image
-adversarial training the attack is not run on every batch: text attacks are discrete
-searches, thousands of times slower than a PGD step.
+:func:`adversarial_fit` is the text form of adversarial training: data augmentation with
+attack outputs (Jin et al. 2020, §5; Ren et al. 2019, §5): train, attack a sample of the
+training set with a recipe, add the successful adversarial texts with their true labels,
+train on the augmented set; repeated for a few rounds. Unlike image adversarial training
+the attack does not run on every batch: a text attack is a discrete search, thousands
+of times slower than a PGD step.
+
+:func:`train` is the whole pipeline (vocabulary, model, training, test accuracy,
+checkpoint) and returns :class:`advx.training.TrainResult`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from advx.errors import InputError
-from advx.text.models import MiniLMClassifier, TextClassifier
+from advx.errors import ConfigError, InputError
+from advx.text.models import MiniLMNet, TextClassifier
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
-
-
-@dataclass
-class FitReport:
-    """What training did: ``epochs`` run, final ``train_loss``, ``seconds``, and for
-    adversarial training the ``rounds`` (per round: examples attacked, adversarial
-    texts added, attack success rate on the training sample)."""
-
-    epochs: int = 0
-    train_loss: float = float("nan")
-    seconds: float = 0.0
-    rounds: list[dict[str, Any]] = field(default_factory=list)
+VOCAB_MIN_FREQ = 2  # tokens seen once are <unk>: the model learns what an unknown word is
 
 
 def cache_dir() -> Path:
@@ -53,178 +46,225 @@ def cache_dir() -> Path:
 
 
 def minilm_features(texts: Sequence[str], *, cache: bool = True) -> Tensor:
-    """MiniLM embeddings ``(N, 384)`` of ``texts``, cached on disk (safetensors) by a hash
-    of the texts and the encoder file, so retraining a head costs seconds."""
+    """MiniLM sentence embeddings ``(N, 384)`` of ``texts``, cached on disk (safetensors)
+    under :func:`cache_dir` by a hash of the texts and of the encoder file's size and
+    mtime, so retraining a head costs seconds."""
     from safetensors.torch import load_file, save_file
 
     from advx.text.minilm import MiniLMEncoder, model_dir
 
-    enc = MiniLMEncoder.default()
     h = hashlib.sha256()
-    f = model_dir() / "model.safetensors"
-    h.update(f"{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+    st = (model_dir() / "model.safetensors").stat()
+    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
     path = cache_dir() / f"minilm-features-{h.hexdigest()[:24]}.safetensors"
     if cache and path.is_file():
         try:
             feats = load_file(str(path))["features"]
-            if feats.shape == (len(texts), 384):
+            if tuple(feats.shape) == (len(texts), 384):
                 return feats
-        except Exception:  # a damaged cache file is recomputed  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a damaged cache is simply recomputed
             log.warning("ignoring damaged feature cache %s", path)
-    feats = enc.encode(list(texts))
+    feats = MiniLMEncoder.default().encode(list(texts))
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         save_file({"features": feats.contiguous()}, str(tmp))
         os.replace(tmp, path)
     return feats
 
 
-def fit(
-    model: TextClassifier | MiniLMClassifier,
+def fit_text(
+    model: TextClassifier,
     texts: Sequence[str],
     labels: Tensor,
     *,
-    epochs: int = 5,
-    lr: float = 2e-3,
-    batch_size: int = 64,
-    weight_decay: float = 0.0,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> FitReport:
-    """Train ``model`` on ``texts`` with ``labels`` ``(N,)`` (cross-entropy, Adam).
+    config: Any,
+    on_step: Callable[[Any], None] | None = None,
+) -> Any:
+    """Train ``model`` on ``texts`` / ``labels (N,)`` with :func:`advx.training.fit`.
 
     Args:
-        epochs: passes over the data (default 5).
-        lr: Adam learning rate (default 2e-3).
-        batch_size: texts per step (default 64).
-        weight_decay: L2 penalty (default 0).
-        seed: seed of initial shuffling and dropout.
-        progress: called as ``progress(message, fraction_done)``.
+        config: an :class:`advx.training.TrainConfig`.
+        on_step: progress callback (:class:`advx.training.StepInfo`).
 
     Returns:
-        :class:`FitReport`. The model is left in eval mode.
+        The :class:`advx.training.History`. The model is left in eval mode.
     """
+    from advx.models.adapter import Classifier
+    from advx.training import fit
+
     texts = list(texts)
     labels = torch.as_tensor(labels).long()
-    if len(texts) != len(labels) or not texts:
+    if not texts or len(texts) != len(labels):
         raise InputError(f"got {len(texts)} texts and {len(labels)} labels; need equal, > 0")
-    if epochs < 1 or lr <= 0 or batch_size < 1:
-        raise InputError("epochs and batch_size must be >= 1 and lr > 0")
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    frozen_minilm = isinstance(model, MiniLMClassifier) and model.bert is None
-    inputs: Any
-    if frozen_minilm:
-        inputs = minilm_features(texts)  # (N, 384)
-    elif isinstance(model, TextClassifier):
-        inputs = model.encode(texts).cpu()  # (N, L)
+    net = model.net
+    if isinstance(net, MiniLMNet) and net.frozen:
+        feats = minilm_features(texts)  # (N, 384)
+        head = Classifier(net.head, input_shape=(feats.shape[1],), num_classes=model.num_classes)
+        history = fit(head, (feats, labels), config=config, on_step=on_step)
     else:
-        inputs = texts
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    model.train()
-    loss_avg = float("nan")
-    n = len(texts)
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        total, count = 0.0, 0
-        for start in range(0, n, batch_size):
-            b = perm[start : start + batch_size]
-            if frozen_minilm:
-                logits = model(inputs[b])
-            elif isinstance(model, TextClassifier):
-                ids = inputs[b]
-                ids = ids[:, : max(1, int((ids != 0).sum(1).max()))]  # trim padding
-                logits = model(ids.to(model.device))
-            else:
-                logits = model.logits([inputs[int(i)] for i in b])  # type: ignore[operator]
-            loss = nn.functional.cross_entropy(logits, labels[b].to(logits.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-            count += len(b)
-        loss_avg = total / count
-        log.info("epoch %d/%d loss %.4f", epoch + 1, epochs, loss_avg)
-        if progress is not None:
-            progress(f"epoch {epoch + 1}/{epochs} loss {loss_avg:.4f}", (epoch + 1) / epochs)
-    model.eval()
-    return FitReport(epochs=epochs, train_loss=loss_avg, seconds=time.perf_counter() - t0)
+        ids = model.encode(texts, pad_to_max=True)  # (N, max_len)
+        history = fit(model.clf, (ids, labels), config=config, on_step=on_step)
+    model.clf.eval()
+    return history
 
 
-def accuracy(model: Any, texts: Sequence[str], labels: Tensor, batch_size: int = 512) -> float:
-    """Share of ``texts`` the model classifies as ``labels``."""
+def accuracy(model: Any, texts: Sequence[str], labels: Tensor, *, batch_size: int = 512) -> float:
+    """Share of ``texts`` that ``model.predict_proba`` assigns to ``labels``."""
     labels = torch.as_tensor(labels)
+    if not len(texts):
+        raise InputError("no texts to evaluate")
     correct = 0
     for i in range(0, len(texts), batch_size):
         p = model.predict_proba(list(texts[i : i + batch_size]))
         correct += int((p.argmax(1).cpu() == labels[i : i + batch_size]).sum())
-    return correct / max(1, len(texts))
+    return correct / len(texts)
 
 
 def adversarial_fit(
-    model: TextClassifier | MiniLMClassifier,
+    model: TextClassifier,
     texts: Sequence[str],
     labels: Tensor,
     *,
+    config: Any,
     recipe: str = "deepwordbug",
     rounds: int = 2,
-    epochs: int = 5,
-    epochs_per_round: int = 2,
     attack_per_round: int = 1000,
+    round_epochs: int = 1,
     max_queries: int = 500,
-    lr: float = 2e-3,
-    batch_size: int = 64,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> FitReport:
+    on_step: Callable[[Any], None] | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[Any, list[dict[str, Any]]]:
     """Adversarial data augmentation (see the module docstring).
 
-    Trains for ``epochs`` on the clean data, then ``rounds`` times: attacks
-    ``attack_per_round`` random training examples with ``recipe`` (``max_queries`` each),
-    adds the successful adversarial texts (true labels) to the training set, and trains
-    ``epochs_per_round`` more epochs on the augmented set.
+    Trains for ``config.epochs`` on the clean texts, then ``rounds`` times: attacks
+    ``attack_per_round`` random training texts with ``recipe`` (``max_queries`` each) on
+    the current model, adds the successful adversarial texts with their true labels, and
+    trains ``round_epochs`` more epochs on everything so far.
 
     Returns:
-        :class:`FitReport` whose ``rounds`` list, per round, ``attacked``, ``added``
-        and ``success_rate`` (the attack's success on the training sample: it should
-        fall from round to round if the defense works).
+        ``(history, rounds)``: the last :class:`advx.training.History` and, per round,
+        ``attacked``, ``added`` and ``success_rate`` (of the attack on the training
+        sample, measured before that round's training: it falls when the defense works).
     """
     from advx.text.recipes import create
 
-    attack = create(recipe, model=model, max_queries=max_queries, seed=seed)
-    t0 = time.perf_counter()
+    if rounds < 1 or attack_per_round < 1 or round_epochs < 1:
+        raise ConfigError("rounds, attack_per_round and round_epochs must be >= 1")
+    attack = create(recipe, model=model, max_queries=max_queries, seed=config.seed)
     texts = list(texts)
     labels = torch.as_tensor(labels).long()
-    report = fit(
-        model, texts, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-        progress=progress,
-    )  # fmt: skip
+    history = fit_text(model, texts, labels, config=config, on_step=on_step)
     aug_texts, aug_labels = list(texts), labels.clone()
-    g = torch.Generator().manual_seed(seed + 1)
+    g = torch.Generator().manual_seed(config.seed + 17)
+    report: list[dict[str, Any]] = []
     for r in range(rounds):
-        idx = torch.randperm(len(texts), generator=g)[:attack_per_round].tolist()
-        res = attack(model, [texts[i] for i in idx], labels[idx])
+        idx = torch.randperm(len(texts), generator=g)[:attack_per_round]
+        res = attack(model, [texts[int(i)] for i in idx], labels[idx])
         adv = [(x.adversarial, x.y) for x in res if x.succeeded]
         aug_texts += [a for a, _ in adv]
         aug_labels = torch.cat([aug_labels, torch.tensor([y for _, y in adv], dtype=torch.long)])
-        summary = res.summary()
-        report.rounds.append(
-            {"round": r + 1, "attacked": len(idx), "added": len(adv),
-             "success_rate": summary["success_rate"]}
+        entry = {
+            "round": r + 1,
+            "attacked": len(idx),
+            "added": len(adv),
+            "success_rate": res.summary()["success_rate"],
+        }
+        report.append(entry)
+        log.info("adversarial augmentation round %s", entry)
+        if on_round is not None:
+            on_round(entry)
+        cfg = replace(config, epochs=round_epochs, seed=config.seed + r + 1)
+        history = fit_text(model, aug_texts, aug_labels, config=cfg, on_step=on_step)
+    return history, report
+
+
+def train(
+    arch: str,
+    data: str | Any,
+    *,
+    test: Any | None = None,
+    config: Any | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    adversary: str | None = None,
+    adv_options: Mapping[str, Any] | None = None,
+    on_step: Callable[[Any], None] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Any:
+    """Build a text model, train it, measure test accuracy, save it.
+
+    Args:
+        arch: ``"bow"``, ``"wordcnn"``, ``"lstm"`` or ``"minilm"``.
+        data: a text dataset name (``"tweets-binary"``, ``"tweets"``) or a
+            :class:`~advx.data.TextDataset` (training split).
+        test: the test split (default: ``load(data, "test")`` for a name).
+        config: :class:`advx.training.TrainConfig` (default: the registry's defaults).
+        arch_kwargs: architecture options (``dim``, ``hidden``, ...).
+        out: checkpoint directory (None: not saved).
+        adversary: a text recipe slug (``"deepwordbug"``...) for adversarial
+            augmentation (:func:`adversarial_fit`), or None.
+        adv_options: keyword settings of :func:`adversarial_fit` (``rounds``,
+            ``attack_per_round``, ``max_queries``...).
+        on_step: progress callback of the training loop.
+        meta: extra JSON values for ``model.json``.
+
+    Returns:
+        :class:`advx.training.TrainResult` (``model`` is the :class:`TextClassifier`).
+    """
+    from advx.data import TextDataset, load
+    from advx.data.text import Vocab
+    from advx.models import get_arch, save
+    from advx.text.models import build
+    from advx.training import TrainResult, default_config, select_training
+
+    spec = get_arch(arch)
+    if isinstance(data, str):
+        name = data
+        train_ds = load(data, "train")
+        test = load(data, "test") if test is None else test
+    else:
+        train_ds, name = data, getattr(data, "name", "custom")
+    if spec.modality != "text":
+        raise ConfigError(f"{arch!r} is an {spec.modality} model; it cannot train on texts")
+    if not isinstance(train_ds, TextDataset):
+        raise ConfigError(
+            f"{arch!r} is a text model; {name!r} is not a text dataset (use tweets-binary or tweets)"
+        )
+    config = config or default_config(arch, name)
+    subset = select_training(train_ds, config)
+    t0 = time.perf_counter()
+    kwargs = dict(arch_kwargs or {})
+    if arch != "minilm":
+        kwargs["vocab"] = Vocab.build(subset.texts, min_freq=VOCAB_MIN_FREQ)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # weight initialisation
+        model = build(arch, class_names=train_ds.class_names, **kwargs)
+    rounds: list[dict[str, Any]] = []
+    if adversary:
+        history, rounds = adversarial_fit(
+            model, subset.texts, subset.y, config=config, recipe=adversary,
+            on_step=on_step, **dict(adv_options or {}),
         )  # fmt: skip
-        log.info("adversarial round %d: %s", r + 1, report.rounds[-1])
-        if progress is not None:
-            progress(f"round {r + 1}/{rounds}: added {len(adv)} adversarial texts", (r + 1) / rounds)
-        more = fit(
-            model, aug_texts, aug_labels, epochs=epochs_per_round, lr=lr / 2,
-            batch_size=batch_size, seed=seed + r + 1,
-        )  # fmt: skip
-        report.epochs += more.epochs
-        report.train_loss = more.train_loss
-    report.seconds = time.perf_counter() - t0
-    return report
+    else:
+        history = fit_text(model, subset.texts, subset.y, config=config, on_step=on_step)
+    seconds = time.perf_counter() - t0
+    acc = accuracy(model, test.texts, test.y) if test is not None else math.nan
+    training = config.to_dict() | {"n_train": len(subset), "seconds": round(seconds, 3)}
+    if arch != "minilm":
+        training["vocab_min_freq"] = VOCAB_MIN_FREQ
+        training["vocab_size"] = len(kwargs["vocab"])
+    if adversary:
+        training["adversarial"] = {"recipe": adversary, **dict(adv_options or {}), "rounds_log": rounds}
+    info: dict[str, Any] = {
+        "dataset": name,
+        "training": training,
+        "seed": config.seed,
+        "test_accuracy": None if math.isnan(acc) else round(acc, 6),
+        **dict(meta or {}),
+    }
+    path = save(model.clf, out, meta=info) if out is not None else None
+    history.seconds = seconds
+    return TrainResult(model=model, test_accuracy=acc, info=info, history=history, path=path)
