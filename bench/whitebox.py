@@ -63,7 +63,9 @@ def bare_loop(model: Any, x: Tensor, y: Tensor, k: int) -> Runner:
     return run
 
 
-def advx_pgd(model: Any, x: Tensor, y: Tensor, eps: float, alpha: float, k: int, early: bool) -> Runner:
+def advx_pgd(
+    model: Any, x: Tensor, y: Tensor, eps: float, alpha: float, k: int, early: bool
+) -> Runner:
     from advx.attacks import create
     from advx.targets import WhiteBox
 
@@ -173,7 +175,10 @@ def main() -> None:
             t0 = time.perf_counter()
             outputs[name] = run()
             times[name].append(time.perf_counter() - t0)
-        print(f"repeat {rep + 1}/{args.repeats}: " + ", ".join(f"{m} {t[-1]:.2f}s" for m, t in times.items()))
+        print(
+            f"repeat {rep + 1}/{args.repeats}: "
+            + ", ".join(f"{m} {t[-1]:.2f}s" for m, t in times.items())
+        )
 
     bare = min(times["bare loop"])
     clean = robust_accuracy(model, x, y)
@@ -197,7 +202,9 @@ def main() -> None:
     for r in rows:
         ra = "—" if r["robust_accuracy"] is None else f"{100 * r['robust_accuracy']:.1f}%"
         ps = "—" if r["mean_passes"] is None else f"{r['mean_passes']:.1f}"
-        print(f"{r['method']:24} {r['best_seconds']:8.2f} {r['ratio_vs_bare']:7.2f} {ra:>11} {ps:>10}")
+        print(
+            f"{r['method']:24} {r['best_seconds']:8.2f} {r['ratio_vs_bare']:7.2f} {ra:>11} {ps:>10}"
+        )
 
     by = {r["method"]: r for r in rows}
     verdict: dict[str, Any] = {}

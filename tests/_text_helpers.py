@@ -70,3 +70,41 @@ class GradientBoW(LinearBoW):
         ids = torch.tensor([self.index.get(w.lower(), -1) for w in words], dtype=torch.long)
         grads = torch.stack([g.float() if i >= 0 else torch.zeros(self.num_classes) for i in ids])
         return ids, grads
+
+
+class DictSwap:
+    """A transformation from a fixed table: word -> replacements (for hand-checked
+    searches); built on the framework's base class so it is a real Transformation."""
+
+    def __new__(cls, table: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+        from advx.text.transformations import Transformation
+
+        class _DictSwap(Transformation):
+            def words(self, s, index, *, rng):  # type: ignore[no-untyped-def]
+                return list(table.get(s.words[index].lower(), []))
+
+        return _DictSwap()
+
+
+def trained_bow():
+    """A small bag-of-embeddings model trained on 1500 tweets (cached on disk)."""
+    import os
+    from pathlib import Path
+
+    from advx.text.models import load
+
+    cache = Path(
+        os.environ.get("ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models")
+    )
+    path = cache / "text-bow-1500"
+    if (path / "model.json").is_file():
+        try:
+            return load(path), path
+        except Exception:  # noqa: BLE001 - stale cache from an older format: retrain
+            pass
+    from advx.text.training import train
+    from advx.training import default_config
+
+    cfg = default_config("bow", "tweets-binary", limit=1500, epochs=6)
+    train("bow", "tweets-binary", config=cfg, arch_kwargs={"dim": 32}, out=path, test=None)
+    return load(path), path

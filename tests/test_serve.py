@@ -435,24 +435,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def zoo_mlp(digits_data, tmp_path_factory):
-    """A zoo MLP trained on digits for a few seconds, saved as a checkpoint directory."""
+def zoo_mlp(digits_mlp, tmp_path_factory):
+    """The trained digits MLP fixture as a zoo checkpoint directory (same layers, so its
+    weights load into the zoo's ``mlp`` with one hidden layer of 128 and no dropout)."""
     from advx import models
 
-    xtr, ytr, _, _ = digits_data
-    torch.manual_seed(0)
-    clf = models.build("mlp", input_shape=(1, 8, 8), num_classes=10)
-    opt = torch.optim.Adam(clf.parameters(), lr=3e-3)
-    clf.train()
-    g = torch.Generator().manual_seed(0)
-    for _ in range(15):
-        perm = torch.randperm(len(ytr), generator=g)
-        for i in range(0, len(ytr), 128):
-            b = perm[i : i + 128]
-            loss = torch.nn.functional.cross_entropy(clf(xtr[b]), ytr[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    clf = models.build("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[128], dropout=0.0)
+    clf.load_state_dict(digits_mlp.state_dict())
     path = models.save(
         clf.eval(), tmp_path_factory.mktemp("zoo") / "digits-mlp", meta={"dataset": "digits"}
     )
@@ -595,3 +584,26 @@ def test_server_survives_garbage(served, digits_data):
     assert r.status_code == 400
     assert proc.poll() is None
     assert HttpTarget(url, "digits", api_key=KEY).scores(digits_data[2][:3]).shape == (3, 10)
+
+
+def test_cli_attack_over_http(served, tmp_path):
+    from typer.testing import CliRunner
+
+    from advx.cli import app
+
+    url, _ = served
+    out = tmp_path / "run"
+    args = ["attack", url, "--model-name", "digits", "--api-key", "bob-key", "--attack", "square",
+            "--eps", "0.2", "--max-queries", "40", "--n", "12", "--json", "--out", str(out)]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    assert 0 < stats["clean_accuracy"] <= 1 and stats["robust_accuracy"] <= stats["clean_accuracy"]
+    assert stats["mean_queries"] <= 40
+    assert json.loads((out / "summary.json").read_text())["data"]  # the dataset the server named
+    # a gradient attack on an HTTP endpoint is a clear error, not a crash
+    r = CliRunner().invoke(app, ["attack", url, "--model-name", "digits", "--api-key", "bob-key",
+                                 "--attack", "pgd", "--eps", "0.1", "--n", "4"])  # fmt: skip
+    assert r.exit_code == 2 and "needs gradients" in r.output
+    r = CliRunner().invoke(app, ["attack", url, "--attack", "square", "--eps", "0.1", "--n", "4"])
+    assert r.exit_code == 2 and "API key" in r.output

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -286,7 +287,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int | None = None)
     path = Path(path)
     lo = model.bounds[0]
     example = torch.full((2, *model.input_shape), lo, dtype=torch.float32)
-    with model.frozen_eval():
+    with model.frozen_eval(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.export's internal deprecations
         program = torch.onnx.export(
             model,
             (example,),
@@ -504,9 +506,12 @@ class HttpTarget(Target):
             model_name = found[0]
         self.model_name = model_name
         meta = self.client.model_metadata(model_name)
-        params = meta.get("parameters") or {}
-        inputs = meta.get("inputs") or []
-        declared = inputs[0] if inputs and isinstance(inputs[0], dict) else {}
+        params = meta.get("parameters")
+        params = params if isinstance(params, dict) else {}
+        inputs = meta.get("inputs")
+        declared = (
+            inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+        )
         self.input_name = str(declared.get("name") or protocol.INPUT_NAME)
         dshape = declared.get("shape")
         server_row = (

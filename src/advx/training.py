@@ -114,9 +114,7 @@ class TrainConfig:
         return asdict(self)
 
 
-def default_config(
-    arch: str, dataset: str | None = None, **overrides: Any
-) -> TrainConfig:
+def default_config(arch: str, dataset: str | None = None, **overrides: Any) -> TrainConfig:
     """The registry's training defaults for ``arch`` on ``dataset``, with ``overrides``
     applied (None values are ignored, so CLI options can be passed through as they are).
 
@@ -288,22 +286,24 @@ class StepInfo:
     images_per_s: float
 
 
+class StopTraining(Exception):  # noqa: N818  (a signal, not an error)
+    """Raise from an ``on_step`` callback (after the current step) or a loss hook (before
+    the step's update) to end :func:`fit` early and cleanly, e.g. early stopping when
+    adversarial training overfits catastrophically. :func:`fit` then returns normally,
+    with the model as the raiser left it and the reason (the exception's message) in
+    :attr:`History.stopped`; the interrupted epoch is recorded, partial. Under
+    ``torchrun`` every process must raise at the same step."""
+
+
 @dataclass
 class History:
     """What :func:`fit` did: one dict per epoch (``loss``, ``accuracy``, ``seconds``,
-    ``images``) and the total wall time in seconds."""
+    ``images``; a stopped epoch is included, partial), the total wall time in seconds,
+    and why training stopped early (the :class:`StopTraining` message) or None."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-    stopped: str | None = None  # why training ended early (StopTraining), else None
-
-
-class StopTraining(Exception):
-    """Raise from an ``on_step`` callback to end :func:`fit` after the current step (e.g.
-    early stopping when adversarial training overfits catastrophically). :func:`fit` then
-    returns normally, with the model as the callback left it and the reason (the
-    exception's message) in :attr:`History.stopped`. Under ``torchrun`` every process
-    must raise at the same step."""
+    stopped: str | None = None
 
 
 def _as_tensors(data: Any) -> tuple[Tensor, Tensor]:
@@ -339,6 +339,30 @@ def _scheduler(
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
     return None
+
+
+def _train_step(
+    objective: Callable[[TrainBatch], tuple[Tensor, Tensor]],
+    batch: TrainBatch,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler | None,
+    sums: Tensor,
+) -> None:
+    """One optimisation step; adds ``[loss * B, correct, B]`` to ``sums`` in place."""
+    loss, logits = objective(batch)
+    if loss.dim() != 0 or not bool(torch.isfinite(loss)):
+        raise InputError(
+            f"training loss is {loss.detach().flatten()[:3].tolist()} at epoch "
+            f"{batch.epoch + 1}, step {batch.step + 1}; lower the learning rate (--lr)"
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if sched is not None:
+        sched.step()
+    b = int(batch.y.numel())
+    correct = float((logits.detach().argmax(1) == batch.y).sum())
+    sums += torch.tensor([float(loss.detach()) * b, correct, b], dtype=torch.float64)
 
 
 def fit(
@@ -424,25 +448,10 @@ def fit(
                     step=step,
                     progress=(epoch * steps + step) / total,
                 )
-                loss, logits = objective(batch)
-                if loss.dim() != 0 or not torch.isfinite(loss):
-                    raise InputError(
-                        f"training loss is {loss.detach().flatten()[:3].tolist()} at epoch "
-                        f"{epoch}, step {step}; lower the learning rate (--lr)"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                b = int(idx.numel())
-                sums += torch.tensor(
-                    [float(loss.detach()) * b, float((logits.detach().argmax(1) == batch.y).sum()), b],
-                    dtype=torch.float64,
-                )
-                if on_step is not None:
-                    elapsed = max(time.perf_counter() - t0, 1e-9)
-                    try:
+                try:
+                    _train_step(objective, batch, opt, sched, sums)
+                    if on_step is not None:
+                        elapsed = max(time.perf_counter() - t0, 1e-9)
                         on_step(
                             StepInfo(
                                 epoch=epoch,
@@ -454,15 +463,15 @@ def fit(
                                 images_per_s=float(sums[2]) * world.world_size / elapsed,
                             )
                         )
-                    except StopTraining as stop:
-                        history.stopped = str(stop) or f"epoch {epoch + 1}, step {step + 1}"
-                if history.stopped is not None:
+                except StopTraining as stop:
+                    history.stopped = str(stop) or f"epoch {epoch + 1}, step {step + 1}"
                     break
             total_sums = world.all_reduce(sums)
+            seen = max(float(total_sums[2]), 1.0)
             history.epochs.append(
                 {
-                    "loss": float(total_sums[0] / total_sums[2]),
-                    "accuracy": float(total_sums[1] / total_sums[2]),
+                    "loss": float(total_sums[0]) / seen,
+                    "accuracy": float(total_sums[1]) / seen,
                     "seconds": time.perf_counter() - t0,
                     "images": float(total_sums[2]),
                 }
@@ -499,7 +508,9 @@ def predict(model: Any, x: Tensor, *, batch_size: int = 1000) -> Tensor:
     from advx.models import SklearnClassifier
 
     if isinstance(model, SklearnClassifier):
-        return torch.cat([model.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [model.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
     if not isinstance(model, Classifier):
         raise InputError(f"cannot evaluate a {type(model).__name__}")
     out = []
@@ -609,13 +620,22 @@ def train(
     from advx.models import build, get_arch, save
 
     spec = get_arch(arch)
+    if spec.modality == "text":  # tokenised texts; augmentation instead of a loss hook
+        from advx.text.training import train as train_text
+
+        return train_text(
+            arch, data, test=test, config=config, arch_kwargs=arch_kwargs, out=out,
+            adversary=adversary, on_step=on_step, meta=meta,
+        )  # fmt: skip
     if isinstance(data, str):
         name = data
         train_ds = load(data, "train")
         test = load(data, "test") if test is None else test
     else:
         train_ds, name = data, getattr(data, "name", "custom")
-    if not isinstance(train_ds, ImageDataset) or (test is not None and not isinstance(test, ImageDataset)):
+    if not isinstance(train_ds, ImageDataset) or (
+        test is not None and not isinstance(test, ImageDataset)
+    ):
         raise ConfigError(
             f"{arch!r} is an image model; {name!r} is not an image dataset "
             "(text architectures train on text datasets)"
@@ -641,11 +661,15 @@ def train(
             **dict(arch_kwargs or {}),
         )
     if spec.kind == "torch":
-        history = fit(model, subset, config=config, adversary=adversary, world=world, on_step=on_step)
+        history = fit(
+            model, subset, config=config, adversary=adversary, world=world, on_step=on_step
+        )
     else:
         history = fit_sklearn(model, subset)
     acc = evaluate(model, test, batch_size=config.eval_batch_size) if test is not None else math.nan
     training = config.to_dict() | {"n_train": len(subset), "seconds": round(history.seconds, 3)}
+    if history.stopped is not None:
+        training["stopped"] = history.stopped
     if spec.kind == "sklearn":
         for k in ("epochs", "lr", "batch_size", "weight_decay", "optimizer", "schedule"):
             training.pop(k)

@@ -15,12 +15,15 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
 from advx.cli._common import print_json, user_errors
 from advx.errors import ConfigError
+
+if TYPE_CHECKING:
+    from advx.attacks.base import Attack
 
 TARGET_HELPERS = ("random", "least-likely", "next")
 _BOOL = {"true": True, "yes": True, "on": True, "1": True,
@@ -82,9 +85,7 @@ def attack_fields(cls: type) -> dict[str, Any]:
     return {f.name: hints.get(f.name, str) for f in dataclasses.fields(cls) if f.init}
 
 
-def build_settings(
-    slug: str, options: dict[str, Any], assignments: list[str]
-) -> dict[str, Any]:
+def build_settings(slug: str, options: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """Merge generic options (None = not given) and ``key=value`` assignments into the
     keyword arguments of attack ``slug``; :class:`ConfigError` on keys the attack lacks
     or values that do not parse as the field's type."""
@@ -117,18 +118,22 @@ def build_settings(
     return settings
 
 
+def _cls(entry: Any) -> type[Attack]:
+    """The attack class of a registry entry (typed)."""
+    return cast("type[Attack]", entry.cls)
+
+
 def _list_attacks(json_out: bool) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     from advx.attacks import entries
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "slug": e.slug,
-            "access": e.cls.access.name.lower(),
-            "norms": list(e.cls.norms),
-            "minimal": bool(e.cls.minimal),
+            "access": _cls(e).access.name.lower(),
+            "norms": list(_cls(e).norms),
+            "minimal": bool(_cls(e).minimal),
             "summary": e.summary,
         }
         for e in entries()
@@ -136,12 +141,14 @@ def _list_attacks(json_out: bool) -> None:
     if json_out:
         print_json({"attacks": rows})
         return
-    table = Table(title="attacks (advx attack MODEL --attack SLUG)")
-    for col in ("slug", "access", "norms", "summary"):
-        table.add_column(col, overflow="fold")
+    console = Console(soft_wrap=True)  # one line per attack, greppable
+    width = max(len(r["slug"]) for r in rows)
     for r in rows:
-        table.add_row(r["slug"], r["access"], ",".join(r["norms"]), r["summary"])
-    Console().print(table)
+        console.print(
+            f"[bold]{r['slug']:<{width}}[/bold]  {r['access']:<9}  {','.join(r['norms']):<11}  "
+            f"{r['summary']}",
+            highlight=False,
+        )
 
 
 def _fmt(v: Any, pct: bool = False) -> str:
@@ -154,7 +161,23 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 def attack(
     model: str | None = typer.Argument(
-        None, metavar="MODEL_DIR", help="Model directory (as written by `advx train`)."
+        None,
+        metavar="MODEL_DIR",
+        help="Model directory (as written by `advx train`), or the URL of a model server "
+        "speaking the Open Inference Protocol (advx serve, MLServer...).",
+    ),
+    model_name: str | None = typer.Option(
+        None,
+        "--model-name",
+        help="URL only: the model's name on the server (default: its only model).",
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="ADVX_API_KEY", help="URL only: the server's API key."
+    ),
+    labels_only: bool = typer.Option(
+        False,
+        "--labels-only",
+        help="URL only: ask the server for labels only (decision-based attacks).",
     ),
     attack_slug: str = typer.Option("pgd", "--attack", "-a", help="Attack slug (--list)."),
     eps: str | None = typer.Option(
@@ -226,6 +249,9 @@ def attack(
             out=out,
             figure_k=figure_k,
             json_out=json_out,
+            model_name=model_name,
+            api_key=api_key,
+            labels_only=labels_only,
         )
 
 
@@ -259,6 +285,9 @@ def run_attack(
     out: Path | None,
     figure_k: int,
     json_out: bool,
+    model_name: str | None = None,
+    api_key: str | None = None,
+    labels_only: bool = False,
 ) -> dict[str, Any]:
     """Body of ``advx attack`` after option parsing; returns the summary dict."""
     import json
@@ -278,13 +307,14 @@ def run_attack(
         raise ConfigError("--n and --batch-size must be >= 1")
     entry = get(slug)
     atk = create(slug, **settings)
-    target = open_target(model)
-    if target.access < entry.cls.access:
+    target = open_target(model, model_name=model_name, api_key=api_key, labels_only=labels_only)
+    need = _cls(entry).access
+    if target.access < need:
         raise ConfigError(
-            f"attack {slug!r} needs {entry.cls.access.label}; {model} gives "
+            f"attack {slug!r} needs {need.label}; {model} gives "
             f"{target.access.label}; pick another attack (advx attack --list)"
         )
-    info = target_info(model)
+    info = target_info(model, model_name=model_name, api_key=api_key)
     helper, fixed = _target_labels(targets, target.class_names)
     ds = open_data(data, info, split=split)
     x, y = ds.x, ds.y
@@ -309,15 +339,16 @@ def run_attack(
             bar.advance(task, len(yb))
     result = AttackResult.concat(parts)
     stats = summary(result)
-    run_dir = out or Path("runs") / "attack" / f"{Path(model).name}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = (
+        out
+        or Path("runs") / "attack" / f"{Path(model).name}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     result.save(run_dir)
     files = {"result": "result.safetensors", "summary": "summary.json"}
     if len(target.input_shape) == 3 and target.input_shape[0] in (1, 3) and result.attacked.any():
         from advx.report.figures import adversarial_figure
 
-        adversarial_figure(
-            x, result, target.class_names, k=figure_k, path=run_dir / "examples.png"
-        )
+        adversarial_figure(x, result, target.class_names, k=figure_k, path=run_dir / "examples.png")
         files["figure"] = "examples.png"
     record = {
         **stats,
@@ -333,7 +364,7 @@ def run_attack(
     if json_out:
         print_json({**stats, "out": str(run_dir)})
         return stats
-    unit = "passes" if entry.cls.access == Access.GRADIENTS else "queries"
+    unit = "passes" if need == Access.GRADIENTS else "queries"
     table = Table(title=f"{slug} on {Path(model).name} ({ds.name}, {len(y)} examples)")
     table.add_column("metric")
     table.add_column("value", justify="right")

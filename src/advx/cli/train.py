@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,15 @@ def train(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     list_: bool = typer.Option(False, "--list", help="List architectures and exit."),
+    adv: str | None = typer.Option(
+        None, "--adv", help="Adversarial training: fgsm, fgsm-rs, pgd, trades (see advx.defenses)."
+    ),
+    eps: str | None = typer.Option(None, help="--adv budget (linf), e.g. 0.1 or 8/255."),
+    steps: int | None = typer.Option(None, help="--adv pgd/trades: inner PGD steps (default 10)."),
+    step_size: str | None = typer.Option(
+        None, help="--adv: inner step size (default 2.5*eps/steps; fgsm-rs 1.25*eps)."
+    ),
+    beta: float | None = typer.Option(None, help="--adv trades: weight of the KL term (default 6)."),
 ) -> None:
     """Train MODEL on DATA, evaluate it on the test split and save it atomically.
 
@@ -80,6 +91,7 @@ def train(
         return
     with user_errors():
         import torch
+        from rich.console import Console
 
         from advx.errors import InputError
         from advx.models import get_arch
@@ -105,8 +117,37 @@ def train(
             max_train=max_train,
         )
         dest = out if out is not None else Path("models") / f"{Path(data).stem}-{model}"
+        console = Console(stderr=True)
+        from advx.defenses.distributed import close_world, init_world
+
+        world = init_world()  # a single process unless launched by torchrun (then DDP)
+        quiet = as_json or not world.is_main
         try:
-            result = _run(run_training, model, data, config, arch_kwargs, dest, spec.kind, as_json)
+            with training_progress(console, model, kind=spec.kind, disable=quiet) as on_step:
+                if adv is None:
+                    if any(v is not None for v in (eps, steps, step_size, beta)):
+                        raise ConfigError("--eps/--steps/--step-size/--beta need --adv")
+                    result = run_training(
+                        model, data, config=config, arch_kwargs=arch_kwargs, out=dest,
+                        on_step=on_step, world=world,
+                    )  # fmt: skip
+                else:
+                    from advx.cli.attack import parse_float
+                    from advx.defenses.adversarial_training import run_adversarial_training
+
+                    settings = {
+                        "eps": None if eps is None else parse_float(eps), "steps": steps,
+                        "step_size": None if step_size is None else parse_float(step_size),
+                        "beta": beta,
+                    }  # fmt: skip
+                    result = run_adversarial_training(
+                        adv, model, data, settings=settings, config=config,
+                        arch_kwargs=arch_kwargs, out=dest, world=world, on_step=on_step,
+                        on_check=None if quiet else lambda r: console.print(
+                            f"epoch {r['epoch']}: held-out clean {r['clean_accuracy']:.1%}, "
+                            f"PGD {r['pgd_accuracy']:.1%}"
+                        ),
+                    )  # fmt: skip
         except KeyboardInterrupt:
             typer.secho(
                 f"interrupted: no checkpoint written ({dest} left as it was)",
@@ -114,6 +155,10 @@ def train(
                 err=True,
             )
             raise typer.Exit(code=130) from None
+        finally:
+            close_world(world)
+        if not world.is_main:
+            return
         if as_json:
             print_json(
                 {
@@ -128,18 +173,15 @@ def train(
             typer.echo(f"saved to {result.path}")
 
 
-def _run(
-    run_training: Any,
-    model: str,
-    data: str,
-    config: Any,
-    arch_kwargs: dict[str, Any],
-    dest: Path,
-    kind: str,
-    quiet: bool,
-) -> Any:
-    """Train with a rich progress bar (steps, loss, accuracy, images/s) on stderr."""
-    from rich.console import Console
+@contextmanager
+def training_progress(
+    console: Any, label: str, *, kind: str = "torch", disable: bool = False
+) -> Iterator[Callable[[Any], None]]:
+    """A rich progress bar for :func:`advx.training.fit`; yields its ``on_step`` callback.
+
+    Torch models get a bar with steps, running loss and accuracy, images/s and time left;
+    scikit-learn models (no steps to report) a spinner with the elapsed time.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -150,10 +192,7 @@ def _run(
         TimeRemainingColumn,
     )
 
-    from advx.training import StepInfo
-
-    console = Console(stderr=True)
-    columns = (
+    columns: list[Any] = (
         [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
         if kind == "sklearn"
         else [
@@ -166,34 +205,27 @@ def _run(
             TimeRemainingColumn(),
         ]
     )
-    with Progress(*columns, console=console, disable=quiet, transient=False) as progress:
+    with Progress(*columns, console=console, disable=disable) as progress:
         task = progress.add_task(
-            f"fitting {model} on {data}" if kind == "sklearn" else f"{model} epoch 1",
+            f"fitting {label}" if kind == "sklearn" else f"{label} epoch 1",
             total=None,
             loss=0.0,
             acc=0.0,
             ips=0.0,
         )
 
-        def on_step(s: StepInfo) -> None:
+        def on_step(s: Any) -> None:
             progress.update(
                 task,
                 total=s.steps * s.epochs,
                 completed=s.epoch * s.steps + s.step,
-                description=f"{model} epoch {s.epoch + 1}/{s.epochs}",
+                description=f"{label} epoch {s.epoch + 1}/{s.epochs}",
                 loss=s.loss,
                 acc=s.accuracy,
                 ips=s.images_per_s,
             )
 
-        return run_training(
-            model,
-            data,
-            config=config,
-            arch_kwargs=arch_kwargs,
-            out=dest,
-            on_step=on_step,
-        )
+        yield on_step
 
 
 def register(app: typer.Typer) -> None:

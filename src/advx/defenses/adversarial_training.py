@@ -59,14 +59,16 @@ log = logging.getLogger(__name__)
 class AdversaryEntry:
     """A registered adversary: ``name``, one-line ``summary``, ``factory(**settings)``
     returning a :class:`~advx.training.LossHook` (or an ``(model, x, y, generator) ->
-    x_adv`` callable), the ``settings`` it accepts and its ``modality`` (``"image"`` or
-    ``"text"``)."""
+    x_adv`` callable), the ``settings`` it accepts, its ``modality`` (``"image"`` or
+    ``"text"``) and the ``runner`` that trains with it (None: :func:`adversarial_train`;
+    a runner has that function's signature)."""
 
     name: str
     summary: str
     factory: Callable[..., Any]
     settings: tuple[str, ...]
     modality: str = "image"
+    runner: Callable[..., Any] | None = None
 
 
 _ADVERSARIES: dict[str, AdversaryEntry] = {}
@@ -79,6 +81,7 @@ def register_adversary(
     *,
     settings: tuple[str, ...],
     modality: str = "image",
+    runner: Callable[..., Any] | None = None,
 ) -> AdversaryEntry:
     """Add an adversary under ``name`` (what ``advx train --adv NAME`` selects).
 
@@ -89,13 +92,17 @@ def register_adversary(
         settings: the keyword settings it accepts, among ``eps``, ``steps``,
             ``step_size``, ``beta`` (the CLI options) or its own.
         modality: ``"image"`` or ``"text"``: which models it trains.
+        runner: the training function, called as ``runner(arch, data, adversary=...,
+            config=..., arch_kwargs=..., out=..., world=..., on_step=..., on_check=...)``
+            and returning a :class:`~advx.training.TrainResult`; default
+            :func:`adversarial_train` (image models).
 
     Raises:
         ConfigError: ``name`` is already taken by another factory.
     """
     if name in _ADVERSARIES and _ADVERSARIES[name].factory is not factory:
         raise ConfigError(f"adversary {name!r} registered twice")
-    entry = AdversaryEntry(name, summary, factory, tuple(settings), modality)
+    entry = AdversaryEntry(name, summary, factory, tuple(settings), modality, runner)
     _ADVERSARIES[name] = entry
     return entry
 
@@ -122,7 +129,10 @@ def create_adversary(name: str, **settings: Any) -> Any:
             f"adversary {name!r} takes {', '.join(entry.settings) or 'no settings'}, "
             f"not {', '.join(unknown)}"
         )
-    return entry.factory(**given)
+    try:
+        return entry.factory(**given)
+    except TypeError as e:  # a required setting (eps) is missing
+        raise ConfigError(f"adversary {name!r}: {e}; e.g. give --eps") from None
 
 
 # --------------------------------------------------------------------------- recipes
@@ -514,6 +524,8 @@ def adversarial_train(
     config = config or default_config(arch, name)
     world = world or World()
     watcher = None
+    if getattr(adversary, "modality", "image") == "text":
+        guard = False  # text augmentation has no eps ball to watch
     if guard:
         if not hasattr(adversary, "recipe"):
             raise ConfigError("the overfit guard needs an image adversary with an eps; pass guard=False")
@@ -545,4 +557,38 @@ def adversarial_train(
         result.info["stopped"] = result.history.stopped
     if out is not None and world.is_main:
         result.path = save(result.model, out, meta=result.info)
+    return result
+
+
+# Text recipes (deepwordbug, pwws, ...) train by augmentation under the same --adv option.
+from advx.text.training import register_text_adversaries  # noqa: E402
+
+register_text_adversaries()
+
+
+def run_adversarial_training(
+    name: str, arch: str, data: str | Any, *, settings: dict[str, Any], **train_kwargs: Any
+) -> TrainResult:
+    """Train ``arch`` on ``data`` with the registered adversary ``name`` configured by
+    ``settings`` (None values ignored), through the adversary's runner (default
+    :func:`adversarial_train`, which receives ``train_kwargs``). What ``advx train --adv``
+    calls.
+
+    Raises:
+        ConfigError: unknown adversary or setting, or an adversary for another modality
+            than the architecture's.
+    """
+    from advx.models import get_arch
+
+    if name not in _ADVERSARIES:
+        raise ConfigError(f"unknown adversary {name!r}; choose one of {sorted(_ADVERSARIES)}")
+    entry = _ADVERSARIES[name]
+    modality = get_arch(arch).modality
+    if entry.modality != modality:
+        raise ConfigError(
+            f"adversary {name!r} trains {entry.modality} models; {arch!r} is a {modality} model"
+        )
+    adversary = create_adversary(name, **settings)
+    runner = entry.runner or adversarial_train
+    result: TrainResult = runner(arch, data, adversary=adversary, **train_kwargs)
     return result

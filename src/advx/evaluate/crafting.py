@@ -258,7 +258,9 @@ def tree_craft(
     viol = torch.where(empty, torch.full_like(viol, math.inf), viol)
     dist = torch.zeros(n, lv.n_leaves, dtype=torch.float64)
     dist.scatter_reduce_(1, lv.leaf.expand(n, -1), viol, reduce="amax")
-    classes = torch.as_tensor(getattr(tree, "classes_", np.arange(lv.leaf_class.max() + 1)))
+    classes = torch.from_numpy(
+        np.asarray(getattr(tree, "classes_", np.arange(int(lv.leaf_class.max()) + 1))).astype(np.int64)
+    )
     wrong = lv.leaf_class.unsqueeze(0) != _class_positions(y, classes).unsqueeze(1)  # (N, L)
     dist = torch.where(wrong, dist, torch.full_like(dist, math.inf))
     best_d, best = dist.min(dim=1)
@@ -309,7 +311,7 @@ def knn_craft(
     k = int(knn.n_neighbors)
     n = x.shape[0]
     flat = x.detach().reshape(n, -1).double()
-    classes = torch.as_tensor(np.asarray(knn.classes_))
+    classes = torch.from_numpy(np.asarray(knn.classes_).astype(np.int64))
     pos = _class_positions(y, classes)
     n_classes = classes.numel()
     dist = torch.cdist(flat, train)  # (N, M)

@@ -173,8 +173,7 @@ def adversarial_figure(
         ax2.set_title(adv_title, fontsize=9, color="crimson" if ok else "black")
         ax0.set_ylabel(f"true: {name(result.y[i])}", fontsize=8)
     fig.suptitle(
-        title
-        or f"{result.attack or 'attack'}  {result.threat.norm}  eps={result.eps:g}",
+        title or f"{result.attack or 'attack'}  {result.threat.norm}  eps={result.eps:g}",
         fontsize=10,
     )
     return _save(fig, path, dpi)

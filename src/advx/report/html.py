@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 REPORT_HTML = "report.html"
 SUMMARY_MD = "summary.md"
+REPORT_JSON = "report.json"
 _MAX_DEPTH = 3
 
 
@@ -273,7 +274,8 @@ def render_report(
     notes: Sequence[Mapping[str, Any]] = (),
     galleries: bool = True,
 ) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``summary.md`` for everything saved under ``run_dir``.
+    """Write ``report.html``, ``summary.md`` and ``report.json`` for everything saved
+    under ``run_dir``.
 
     Args:
         run_dir: an evaluation run, a transfer run, or a directory holding several (e.g.
@@ -312,7 +314,27 @@ def render_report(
     md_path = dest / SUMMARY_MD
     _atomic_write(html_path, env.get_template("report.html").render(**ctx))
     _atomic_write(md_path, env.get_template("summary.md").render(**ctx))
+    _atomic_write(dest / REPORT_JSON, json.dumps(as_json(contents, ctx), indent=2, default=str) + "\n")
     return html_path, md_path
+
+
+def as_json(contents: Contents, ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """The machine-readable twin of the page (``report.json``): every evaluation's
+    summary, every transfer matrix with its findings, the notes."""
+    return {
+        "title": ctx["title"],
+        "created": ctx["created"],
+        "advx": ctx["version"],
+        "evals": [
+            {"name": s.name, "path": str(s.path), **s.report.to_json()} for s in contents.evals
+        ],
+        "transfers": [
+            {"name": t.name, "path": str(t.path), **t.result.to_json(), "findings": t.findings}
+            for t in contents.transfers
+        ],
+        "notes": ctx["notes"],
+        "problems": contents.problems,
+    }
 
 
 def _advx_version() -> str:

@@ -24,6 +24,13 @@ from advx.serve import protocol
 log = logging.getLogger(__name__)
 
 
+def _q(name: str) -> str:
+    """A model name as one URL path segment."""
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
 class HttpStatusError(RemoteError):
     """The server answered with an error status (4xx, or 5xx after all retries).
 
@@ -210,7 +217,7 @@ class OipClient:
 
     def model_metadata(self, model: str) -> dict[str, Any]:
         """``GET /v2/models/{model}``: inputs, outputs and parameters of the model."""
-        meta = self._json(self.request("GET", f"/v2/models/{model}"), f"metadata of {model!r}")
+        meta = self._json(self.request("GET", f"/v2/models/{_q(model)}"), f"metadata of {model!r}")
         if not isinstance(meta, dict):
             raise RemoteError(f"metadata of model {model!r} is not a JSON object")
         return meta
@@ -258,7 +265,7 @@ class OipClient:
             )
         except protocol.ProtocolError as e:
             raise RemoteError(f"cannot encode the request: {e}") from None
-        r = self.request("POST", f"/v2/models/{model}/infer", content=body, headers=headers)
+        r = self.request("POST", f"/v2/models/{_q(model)}/infer", content=body, headers=headers)
         raw_len = r.headers.get(protocol.HEADER_LENGTH)
         try:
             header_length = int(raw_len) if raw_len is not None else None

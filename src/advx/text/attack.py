@@ -85,8 +85,8 @@ class TextAttack:
             :class:`~advx.text.search.BeamSearch`.
         max_queries: per-example budget of texts scored (None: unlimited). A query is one
             text scored by the model; one gradient computation also counts as one.
-        seed: seed of random choices; example ``i`` uses ``seed`` and ``i``, so results
-            do not depend on which other examples share the call.
+        seed: seed of random choices; each example's generator is seeded with ``seed``
+            and its text, so a result does not depend on the other examples of the call.
         name: recipe slug shown in results.
 
     Call it as ``attack(model, texts, labels, targets=None)``; ``model`` exposes
@@ -166,7 +166,10 @@ class TextAttack:
         Returns:
             :class:`TextAttackResults`, one record per text, in order.
         """
+        from advx.text.models import as_text_model
+
         t_start = time.perf_counter()
+        model = as_text_model(model)  # a zoo Classifier of a text arch -> TextClassifier
         num_classes, names = check_model(model)
         texts = check_texts(texts)
         y = check_labels(labels, len(texts), num_classes)
@@ -195,7 +198,8 @@ class TextAttack:
                     continue
                 goal = Goal(label=y[i], target=None if tgt is None else tgt[i])
                 scorer = Scorer(model, goal, max_queries=self.max_queries)
-                rng = random.Random((0 if self.seed is None else self.seed) * 1_000_003 + i)
+                # seeded by (seed, text): an example's result does not depend on its batch
+                rng = random.Random(f"{0 if self.seed is None else self.seed}\x00{text}")
                 with torch.enable_grad():
                     best = self.search(
                         original, scorer, self.transformation, self.constraints, rng=rng

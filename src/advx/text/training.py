@@ -24,9 +24,9 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -181,6 +181,70 @@ def adversarial_fit(
     return history, report
 
 
+@dataclass(frozen=True, kw_only=True)
+class TextAugmentation:
+    """The text adversary of ``advx train --adv RECIPE``: adversarial data augmentation
+    with a text recipe (see :func:`adversarial_fit`).
+
+    Args:
+        attack: recipe slug (``deepwordbug``, ``pwws``, ``textfooler``, ``hotflip``).
+        rounds: attack-and-retrain rounds (default 2).
+        attack_per_round: training texts attacked per round (default 1000).
+        max_queries: per-text budget of each attack (default 500).
+        round_epochs: epochs of training after each round (default 1).
+    """
+
+    modality: ClassVar[str] = "text"
+    attack: str = "deepwordbug"
+    rounds: int = 2
+    attack_per_round: int = 1000
+    max_queries: int = 500
+    round_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        from advx.text.recipes import get
+
+        get(self.attack)  # unknown recipe -> ConfigError naming the known ones
+        for k in ("rounds", "attack_per_round", "max_queries", "round_epochs"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{self.attack} augmentation: {k} must be an integer >= 1, got {v!r}")
+
+    def recipe(self) -> dict[str, Any]:
+        """What ``model.json`` records under ``adversarial``."""
+        return {"adv": self.attack, "kind": "text-augmentation", "rounds": self.rounds,
+                "attack_per_round": self.attack_per_round, "max_queries": self.max_queries,
+                "round_epochs": self.round_epochs}  # fmt: skip
+
+    def options(self) -> dict[str, Any]:
+        """Keyword settings for :func:`adversarial_fit`."""
+        return {"rounds": self.rounds, "attack_per_round": self.attack_per_round,
+                "max_queries": self.max_queries, "round_epochs": self.round_epochs}  # fmt: skip
+
+
+def register_text_adversaries() -> None:
+    """Register every text recipe as an adversary of ``advx train --adv NAME``
+    (:func:`advx.defenses.adversarial_training.register_adversary`, modality ``text``)."""
+    from advx.defenses.adversarial_training import adversaries, register_adversary
+    from advx.text.recipes import get, names
+
+    known = adversaries()
+    for slug in names():
+        if slug in known:
+            continue
+
+        def factory(_slug: str = slug, **settings: Any) -> TextAugmentation:
+            return TextAugmentation(attack=_slug, **settings)
+
+        register_adversary(
+            slug,
+            f"text augmentation with {slug}: {get(slug).summary}",
+            factory,
+            settings=("rounds", "attack_per_round", "max_queries", "round_epochs"),
+            modality="text",
+        )
+
+
 def train(
     arch: str,
     data: str | Any,
@@ -189,7 +253,7 @@ def train(
     config: Any | None = None,
     arch_kwargs: Mapping[str, Any] | None = None,
     out: str | Path | None = None,
-    adversary: str | None = None,
+    adversary: str | TextAugmentation | None = None,
     adv_options: Mapping[str, Any] | None = None,
     on_step: Callable[[Any], None] | None = None,
     meta: Mapping[str, Any] | None = None,
@@ -204,15 +268,18 @@ def train(
         config: :class:`advx.training.TrainConfig` (default: the registry's defaults).
         arch_kwargs: architecture options (``dim``, ``hidden``, ...).
         out: checkpoint directory (None: not saved).
-        adversary: a text recipe slug (``"deepwordbug"``...) for adversarial
-            augmentation (:func:`adversarial_fit`), or None.
-        adv_options: keyword settings of :func:`adversarial_fit` (``rounds``,
-            ``attack_per_round``, ``max_queries``...).
+        adversary: a :class:`TextAugmentation`, or a recipe slug (``"deepwordbug"``...)
+            with ``adv_options``, for adversarial augmentation (:func:`adversarial_fit`);
+            None for plain training.
+        adv_options: keyword settings of :class:`TextAugmentation` when ``adversary``
+            is a slug (``rounds``, ``attack_per_round``, ``max_queries``...).
         on_step: progress callback of the training loop.
         meta: extra JSON values for ``model.json``.
 
     Returns:
-        :class:`advx.training.TrainResult` (``model`` is the :class:`TextClassifier`).
+        :class:`advx.training.TrainResult`; ``model`` is the zoo
+        :class:`~advx.models.adapter.Classifier` like for every architecture (wrap it
+        in :class:`~advx.text.models.TextClassifier` to score texts).
     """
     from advx.data import TextDataset, load
     from advx.data.text import Vocab
@@ -243,10 +310,20 @@ def train(
         torch.manual_seed(config.seed)  # weight initialisation
         model = build(arch, class_names=train_ds.class_names, **kwargs)
     rounds: list[dict[str, Any]] = []
-    if adversary:
+    aug = (
+        TextAugmentation(attack=adversary, **dict(adv_options or {}))
+        if isinstance(adversary, str)
+        else adversary
+    )
+    if aug is not None and not isinstance(aug, TextAugmentation):
+        raise ConfigError(
+            f"text models train adversarially by augmentation with a text recipe "
+            f"(--adv deepwordbug, pwws, textfooler, hotflip), not {type(aug).__name__}"
+        )
+    if aug is not None:
         history, rounds = adversarial_fit(
-            model, subset.texts, subset.y, config=config, recipe=adversary,
-            on_step=on_step, **dict(adv_options or {}),
+            model, subset.texts, subset.y, config=config, recipe=aug.attack,
+            on_step=on_step, **aug.options(),
         )  # fmt: skip
     else:
         history = fit_text(model, subset.texts, subset.y, config=config, on_step=on_step)
@@ -256,8 +333,6 @@ def train(
     if arch != "minilm":
         training["vocab_min_freq"] = VOCAB_MIN_FREQ
         training["vocab_size"] = len(kwargs["vocab"])
-    if adversary:
-        training["adversarial"] = {"recipe": adversary, **dict(adv_options or {}), "rounds_log": rounds}
     info: dict[str, Any] = {
         "dataset": name,
         "training": training,
@@ -265,6 +340,8 @@ def train(
         "test_accuracy": None if math.isnan(acc) else round(acc, 6),
         **dict(meta or {}),
     }
+    if aug is not None:
+        info["adversarial"] = aug.recipe() | {"rounds_log": rounds}
     path = save(model.clf, out, meta=info) if out is not None else None
     history.seconds = seconds
-    return TrainResult(model=model, test_accuracy=acc, info=info, history=history, path=path)
+    return TrainResult(model=model.clf, test_accuracy=acc, info=info, history=history, path=path)
