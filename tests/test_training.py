@@ -142,16 +142,14 @@ def test_adversarial_batches_are_what_the_model_trains_on(digits: tuple) -> None
     """Replacing every batch by its negative image is a different training set: the
     model must fit the negatives, not the originals."""
     tr, te = digits
-    data = tr.head(600)
 
     def negate(model: Classifier, x: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
         return 1.0 - x
 
     model = _fresh(tr)
-    fit(model, data, config=TrainConfig(epochs=15, lr=3e-3, seed=0), adversary=negate)
-    neg = (1.0 - te.x, te.y)
-    assert evaluate(model, neg) > 0.85
-    assert evaluate(model, neg) > evaluate(model, te) + 0.2
+    fit(model, tr, config=TrainConfig(epochs=15, lr=1e-2, seed=0), adversary=negate)
+    assert evaluate(model, (1.0 - te.x, te.y)) > 0.85
+    assert evaluate(model, te) < 0.3
 
 
 def test_a_gradient_adversary_plugs_in(digits: tuple) -> None:

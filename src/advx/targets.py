@@ -13,6 +13,10 @@ never the reverse: an attack that needs more access than the target grants raise
 Every target counts the rows it evaluates (``target.queries``). Per-example accounting and
 budgets for one attack call live in :class:`Oracle`, which attacks receive instead of the
 target: its views are plain callables, so the attack math stays plain functions.
+
+Adapters for other kinds of models (torch without gradients, scikit-learn, ONNX Runtime,
+HTTP endpoints speaking the Open Inference Protocol) and the opt-in query cache
+(:class:`~advx.adapters.CachedTarget`) live in :mod:`advx.adapters`.
 """
 
 from __future__ import annotations
