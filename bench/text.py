@@ -51,8 +51,13 @@ def get_model(arch: str, models_dir: Path, *, adv: str | None = None) -> tuple[A
 
     path = models_dir / (f"tweets-binary-{arch}" + (f"-adv-{adv}" if adv else ""))
     if not (path / "model.json").is_file():
-        print(f"training {arch}{' with ' + adv + ' augmentation' if adv else ''} -> {path}", flush=True)
-        train(arch, "tweets-binary", out=path, adversary=TextAugmentation(attack=adv) if adv else None)
+        print(
+            f"training {arch}{' with ' + adv + ' augmentation' if adv else ''} -> {path}",
+            flush=True,
+        )
+        train(
+            arch, "tweets-binary", out=path, adversary=TextAugmentation(attack=adv) if adv else None
+        )
     info = read_info(path)
     rec = {
         "test_accuracy": info.get("test_accuracy"),
@@ -63,7 +68,9 @@ def get_model(arch: str, models_dir: Path, *, adv: str | None = None) -> tuple[A
     return load(path), rec
 
 
-def attack_row(model: Any, recipe: str, texts: list[str], y: torch.Tensor, max_queries: int) -> dict[str, Any]:
+def attack_row(
+    model: Any, recipe: str, texts: list[str], y: torch.Tensor, max_queries: int
+) -> dict[str, Any]:
     """One recipe on one model: the summary plus success by true class."""
     from advx.text.recipes import create
 
@@ -97,7 +104,9 @@ def main() -> None:
     p.add_argument("--models-dir", type=Path, default=ROOT / "bench" / ".models")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "text.json")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--adv", action="store_true", help="also train wordcnn with DeepWordBug augmentation")
+    p.add_argument(
+        "--adv", action="store_true", help="also train wordcnn with DeepWordBug augmentation"
+    )
     p.add_argument("--transfer", action="store_true", help="TextFooler transfer between the models")
     args = p.parse_args()
     if args.threads:
@@ -135,17 +144,29 @@ def main() -> None:
     if args.adv:
         model, rec = get_model("wordcnn", args.models_dir, adv="deepwordbug")
         row = attack_row(model, "deepwordbug", texts, y, args.max_queries)
-        doc["adversarial_training"] = {"arch": "wordcnn", "adv": "deepwordbug", **rec, "attack": row}
+        doc["adversarial_training"] = {
+            "arch": "wordcnn",
+            "adv": "deepwordbug",
+            **rec,
+            "attack": row,
+        }
         print(f"wordcnn+adv deepwordbug: clean acc {fmt(rec['test_accuracy'], True)}, "
               f"success {fmt(row['success_rate'], True)}", flush=True)  # fmt: skip
         args.out.write_text(json.dumps(doc, indent=1))
     if args.transfer and len(models) > 1:
         from advx.text.transfer import transfer_matrix
 
-        tm = transfer_matrix(models, models, texts, y, recipe="textfooler", max_queries=args.max_queries)
+        tm = transfer_matrix(
+            models, models, texts, y, recipe="textfooler", max_queries=args.max_queries
+        )
         doc["transfer_textfooler"] = tm.to_json()
         for i, s in enumerate(tm.sources):
-            print("transfer", s, "->", {t: fmt(v, True) for t, v in zip(tm.targets, tm.matrix[i], strict=True)})
+            print(
+                "transfer",
+                s,
+                "->",
+                {t: fmt(v, True) for t, v in zip(tm.targets, tm.matrix[i], strict=True)},
+            )
     args.out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {args.out}")
 

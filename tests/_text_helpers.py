@@ -94,7 +94,9 @@ def trained_bow():
     from advx.text.models import load
 
     cache = Path(
-        os.environ.get("ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models")
+        os.environ.get(
+            "ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models"
+        )
     )
     path = cache / "text-bow-1500"
     if (path / "model.json").is_file():

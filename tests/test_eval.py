@@ -66,7 +66,9 @@ def test_records_stream_and_respect_the_threat_model(digits_mlp, data, tmp_path)
         assert len(r["idx"]) == len(r["robust"]) == len(r["pred"]) == len(r["queries"])
         if r["step"] == 1:  # PGD runs on what FGSM left
             fgsm = next(
-                q for q in recs if q["type"] == "attack" and q["batch"] == r["batch"] and q["step"] == 0
+                q
+                for q in recs
+                if q["type"] == "attack" and q["batch"] == r["batch"] and q["step"] == 0
             )
             left = {i for i, rb in zip(fgsm["idx"], fgsm["robust"], strict=True) if rb}
             assert set(r["idx"]) == left
@@ -135,7 +137,11 @@ def test_missing_attack_is_reported_not_fatal(digits_mlp, data):
     x, y = data
     suite = Suite(
         "mixed",
-        (SuiteAttack("no-such-attack"), SuiteAttack("pgd", {"steps": 5}), SuiteAttack("fgsm", {"bogus": 1})),
+        (
+            SuiteAttack("no-such-attack"),
+            SuiteAttack("pgd", {"steps": 5}),
+            SuiteAttack("fgsm", {"bogus": 1}),
+        ),
     )
     rep = evaluate(WhiteBox(digits_mlp), (x[:40], y[:40]), eps=0.1, suite=suite, probe=0)
     skipped = {s["slug"]: s["reason"] for s in rep.steps if not s["available"]}

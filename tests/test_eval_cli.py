@@ -87,7 +87,9 @@ def test_json_contract(model_dir, tmp_path):
 
 def test_cli_errors_are_one_line(model_dir, tmp_path):
     proc = _advx("eval", str(model_dir), "--suite", "nope", "--eps", "0.1", check=False)
-    assert proc.returncode == 2 and "unknown suite" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2 and "unknown suite" in proc.stderr and "Traceback" not in proc.stderr
+    )
     proc = _advx("eval", str(model_dir), "--suite", "quick", check=False)
     assert proc.returncode == 2 and "--eps" in proc.stderr
 

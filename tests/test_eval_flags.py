@@ -24,7 +24,9 @@ def data(digits_data):
 
 def _wrap(digits_mlp, *layers: nn.Module, after: bool = True) -> Classifier:
     """The trained digits MLP with extra layers before (or after) it."""
-    net = nn.Sequential(digits_mlp.net, *layers) if after else nn.Sequential(*layers, digits_mlp.net)
+    net = (
+        nn.Sequential(digits_mlp.net, *layers) if after else nn.Sequential(*layers, digits_mlp.net)
+    )
     return Classifier(net, input_shape=(1, 8, 8), num_classes=10).eval()
 
 

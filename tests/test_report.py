@@ -95,4 +95,7 @@ def test_notes_for_the_demo(tmp_path):
 def test_summary_json_matches_report(runs):
     root, rep, _ = runs
     summary = json.loads((root / "eval" / "summary.json").read_text())
-    assert summary["robust_accuracy"] == {"0.05": rep.robust_accuracy[0.05], "0.1": rep.robust_accuracy[0.1]}
+    assert summary["robust_accuracy"] == {
+        "0.05": rep.robust_accuracy[0.05],
+        "0.1": rep.robust_accuracy[0.1],
+    }

@@ -41,7 +41,10 @@ def test_greedy_search_finds_the_hand_computed_answer():
     assert (r.words_changed, r.num_words, r.queries) == (2, 6, 8)
     assert r.pred_adv == 1 and math.isclose(r.conf_adv, 1 / (1 + math.exp(-0.7)), rel_tol=1e-5)
     assert model.calls == r.queries + 2  # plus the framework's clean check and final check
-    assert [(s.old, s.new) for s in r.diff() if s.changed] == [("terrible", "awful"), ("boring", "slow")]
+    assert [(s.old, s.new) for s in r.diff() if s.changed] == [
+        ("terrible", "awful"),
+        ("boring", "slow"),
+    ]
 
 
 def test_query_budget_is_honoured_and_ends_the_search():
@@ -72,7 +75,9 @@ def test_targeted_goal_with_three_classes():
         {"fine": [0.0, 1.0, 0.0], "ok": [0.0, 0.9, 0.2], "superb": [0.0, 0.0, 2.0], "good": [0.0, 0.0, 1.0]},
         bias=[0.5, 0.0, 0.0],
     )  # fmt: skip
-    attack = TextAttack(transformation=DictSwap({"fine": ["ok", "good", "superb"]}), constraints=STOP)
+    attack = TextAttack(
+        transformation=DictSwap({"fine": ["ok", "good", "superb"]}), constraints=STOP
+    )
     untargeted = attack(model, ["fine"], [1])[0]
     targeted = attack(model, ["fine"], [1], targets=[2])[0]
     assert untargeted.succeeded and untargeted.pred_adv != 1
@@ -83,9 +88,13 @@ def test_targeted_goal_with_three_classes():
 
 def test_beam_search_and_hotflip_greedy_on_gradient_model():
     # gain(bad -> v) = (E_v - E_bad) . (p - e_0) is largest for "good"; "day" is unknown
-    model = GradientBoW({"bad": [2.0, 0.0], "good": [0.0, 2.0], "fine": [0.0, 1.0], "ok": [0.0, 0.5]})
+    model = GradientBoW(
+        {"bad": [2.0, 0.0], "good": [0.0, 2.0], "fine": [0.0, 1.0], "ok": [0.0, 0.5]}
+    )
     attack = TextAttack(
-        transformation=GradientFlip(top_n=1), constraints=(C.NoRepeat(),), search=BeamSearch(beam_width=1)
+        transformation=GradientFlip(top_n=1),
+        constraints=(C.NoRepeat(),),
+        search=BeamSearch(beam_width=1),
     )
     r = attack(model, ["bad day"], [0])[0]
     assert r.adversarial == "good day" and r.queries == 3  # original, gradient, candidate
@@ -118,9 +127,7 @@ def test_an_attack_never_changes_more_words_than_its_budget(share):
         attack = recipes.create(slug, max_words_share=share, seed=3)
         for r in attack(model, texts, labels):
             assert r.words_changed <= budget.budget(r.num_words)
-            assert r.words_changed == sum(
-                s.changed for s in word_diff(r.original, r.adversarial)
-            )
+            assert r.words_changed == sum(s.changed for s in word_diff(r.original, r.adversarial))
 
 
 def test_seed_reproducibility():
@@ -182,7 +189,9 @@ def test_results_save_load_and_views(tmp_path):
     html = diff_html(res[0], ("neg", "pos"))
     assert '<del class="advx-del">terrible</del><ins class="advx-ins">awful</ins>' in html
     assert "neg (95%) &rarr; pos (67%)" in html
-    evil = res[0].__class__(**{**res[0].__dict__, "original": "<b>x</b> y", "adversarial": "<b>x</b> z"})
+    evil = res[0].__class__(
+        **{**res[0].__dict__, "original": "<b>x</b> y", "adversarial": "<b>x</b> z"}
+    )
     assert "<b>" not in diff_html(evil)
     segs = word_diff("I love it", "I really love it")  # different word counts: fallback
     assert "".join(s.old for s in segs) == "I love it"

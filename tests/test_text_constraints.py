@@ -73,7 +73,9 @@ def test_edit_distance():
 
 
 def test_word_embedding_cosine_and_antonyms():
-    space = WordEmbeddings(["good", "fine", "bad"], torch.tensor([[1.0, 0.0], [0.8, 0.6], [-1.0, 0.1]]))
+    space = WordEmbeddings(
+        ["good", "fine", "bad"], torch.tensor([[1.0, 0.0], [0.8, 0.6], [-1.0, 0.1]])
+    )
     c = C.WordEmbeddingCosine(space=space, min_cos=0.7)
     cands = [ORIG.replace(4, w) for w in ("fine", "bad", "unknownword")]
     assert c.keep(cands, ORIG, ORIG) == [True, False, False]

@@ -119,18 +119,34 @@ def test_hotflip_on_trained_bow_stays_in_the_neighbourhood(bow):
                 assert seg.new.lower() not in wn.antonyms(seg.old)
 
 
+def _toy_reviews(n: int, seed: int):
+    """Short reviews whose label is set by one adjective (so the model leans on it)."""
+    from advx.data import TextDataset
+
+    g = random.Random(seed)
+    pos, neg = ["good", "great", "lovely", "superb"], ["bad", "awful", "poor", "nasty"]
+    nouns = ["car", "ride", "trip", "seat", "driver", "road"]
+    texts, ys = [], []
+    for _ in range(n):
+        y = g.randrange(2)
+        texts.append(f"the {g.choice(nouns)} was {g.choice(pos if y else neg)}")
+        ys.append(y)
+    return TextDataset("toy-reviews", tuple(texts), torch.tensor(ys), ("negative", "positive"))
+
+
 def test_adversarial_augmentation_adds_successful_examples():
     from advx.text.training import TextAugmentation, train
     from advx.training import default_config
 
-    cfg = default_config("bow", "tweets-binary", limit=600, epochs=3)
-    aug = TextAugmentation(attack="deepwordbug", rounds=1, attack_per_round=40, max_queries=200)
-    res = train("bow", "tweets-binary", config=cfg, arch_kwargs={"dim": 16}, adversary=aug,
-                test=None)  # fmt: skip
+    data, test = _toy_reviews(300, 0), _toy_reviews(100, 1)
+    cfg = default_config("bow", "toy", epochs=4, lr=2e-2)
+    aug = TextAugmentation(attack="deepwordbug", rounds=2, attack_per_round=60, max_queries=50)
+    res = train("bow", data, test=test, config=cfg, arch_kwargs={"dim": 8}, adversary=aug)
+    assert res.test_accuracy > 0.95
     log = res.info["adversarial"]["rounds_log"]
-    assert res.info["adversarial"]["adv"] == "deepwordbug" and len(log) == 1
-    assert log[0]["attacked"] == 40 and 0 < log[0]["added"] <= 40
-    assert 0 <= res.test_accuracy <= 1
+    assert res.info["adversarial"]["adv"] == "deepwordbug" and len(log) == 2
+    assert log[0]["attacked"] == 60 and 0 < log[0]["added"] <= 60
+    assert log[1]["train_size"] == 300 + log[0]["added"] + log[1]["added"]
     with pytest.raises(ConfigError):
         TextAugmentation(attack="nonsense")
     with pytest.raises(ConfigError):

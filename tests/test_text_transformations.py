@@ -59,7 +59,9 @@ def _osa(a: str, b: str) -> int:
         d[0][j] = j
     for i in range(1, len(a) + 1):
         for j in range(1, len(b) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            d[i][j] = min(
+                d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])
+            )
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
     return d[-1][-1]
@@ -222,4 +224,6 @@ def test_gradient_flip_matches_first_order_gain():
     ]
     assert scorer.queries == 1  # one gradient
     with pytest.raises(AccessError):
-        GradientFlip()(s, [0], rng=random.Random(0), scorer=Scorer(LinearBoW({"a": [0, 1]}), Goal(0)))
+        GradientFlip()(
+            s, [0], rng=random.Random(0), scorer=Scorer(LinearBoW({"a": [0, 1]}), Goal(0))
+        )

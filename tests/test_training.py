@@ -164,7 +164,7 @@ def test_a_gradient_adversary_plugs_in(digits: tuple) -> None:
             (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), x)
         return (x + eps * grad.sign()).clamp(0, 1).detach()
 
-    cfg = TrainConfig(epochs=12, lr=3e-3, seed=0)
+    cfg = TrainConfig(epochs=20, lr=1e-2, seed=0)
     clean, robust = _fresh(tr), _fresh(tr)
     fit(clean, tr, config=cfg)
     fit(robust, tr, config=cfg, adversary=fgsm)

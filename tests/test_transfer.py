@@ -138,7 +138,9 @@ def test_matrix_cells_by_hand(digits_mlp, digits_cnn, sk, test_set):
     ok_dt = torch.from_numpy(sk["dt"].predict(x.reshape(len(x), -1).numpy()) == y.numpy())
     idx = ok_cnn.nonzero().flatten()
     adv = x.clone()
-    adv[idx] = create("fgsm", eps=0.15, seed=derive_seed(0, 0, 1))(WhiteBox(digits_cnn), x[idx], y[idx]).x_adv
+    adv[idx] = create("fgsm", eps=0.15, seed=derive_seed(0, 0, 1))(
+        WhiteBox(digits_cnn), x[idx], y[idx]
+    ).x_adv
     pred_dt = torch.from_numpy(sk["dt"].predict(adv.reshape(len(adv), -1).numpy()))
     both = ok_cnn & ok_dt
     assert res.eligible[1][2] == int(both.sum())
@@ -214,7 +216,9 @@ def test_papernot_check_reads_the_matrix():
         "knn-robust-target": True,
     }
     # swap the roles of dt and dnn: the tree claims now fail
-    swapped = papernot_check(res, {"dnn": "dt", "dt": "dnn", "lr": "lr", "svm": "svm", "knn": "knn"})
+    swapped = papernot_check(
+        res, {"dnn": "dt", "dt": "dnn", "lr": "lr", "svm": "svm", "knn": "knn"}
+    )
     got = {c["id"]: c["holds"] for c in swapped}
     assert got["dt-vulnerable-target"] is False and got["dt-weak-source"] is False
     # missing roles give None, not an error

@@ -30,7 +30,6 @@ import torch
 from torch import Tensor, nn
 
 from advx.errors import AccessError, InputError, QueryBudgetExceeded
-from advx.models.adapter import Classifier
 
 
 class Access(IntEnum):
@@ -196,6 +195,10 @@ class WhiteBox(Target):
                 f"WhiteBox needs a torch nn.Module, got {type(model).__name__}; for other "
                 "models use ScoreBox/LabelBox adapters (advx.targets)"
             )
+        # imported here, not at the top: advx.models imports this module (its scikit-learn
+        # models are Targets), so a top-level import is circular when targets loads first
+        from advx.models.adapter import Classifier
+
         if isinstance(model, Classifier):
             input_shape = input_shape or model.input_shape
             num_classes = num_classes or model.num_classes
@@ -220,6 +223,8 @@ class WhiteBox(Target):
 
     @contextmanager
     def attacking(self) -> Iterator[WhiteBox]:
+        from advx.models.adapter import Classifier
+
         if isinstance(self.model, Classifier):
             with self.model.frozen_eval():
                 yield self

@@ -62,8 +62,10 @@ class TrainConfig:
         batch_size: examples per optimisation step.
         weight_decay: L2 penalty (decoupled for ``adamw``).
         optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov).
-        schedule: ``"onecycle"`` (linear warm-up then cosine decay, Smith & Topin 2019,
-            "Super-convergence"; default), ``"cosine"`` or ``"constant"``.
+        schedule: ``"onecycle"`` (default: the learning rate rises to ``lr`` over the first
+            quarter of the steps, then anneals towards zero; Smith & Topin 2019,
+            "Super-convergence"; constant for runs under 8 steps), ``"cosine"`` (decay
+            from ``lr``) or ``"constant"``.
         seed: seeds the weight initialisation, the data order, dropout and the adversary.
         limit: train on the first ``limit`` training examples only (None: all).
         max_train: train on a seeded random subsample of this size (applied after
@@ -333,8 +335,10 @@ def _scheduler(
     opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     if config.schedule == "onecycle":
+        if total_steps < 8:  # too short for a warm-up phase: constant learning rate
+            return None
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=config.lr, total_steps=max(total_steps, 2), pct_start=0.25
+            opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.25
         )
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))

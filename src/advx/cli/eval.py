@@ -25,7 +25,7 @@ def _list_suites(json_out: bool, norm: str) -> None:
 
     from advx.evaluate.suites import SUITES, resolve
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for suite in SUITES.values():
         for r in resolve(suite, norm=norm):
             rows.append(
@@ -53,9 +53,12 @@ def _list_suites(json_out: bool, norm: str) -> None:
         table.add_column("attack")
         table.add_column("status")
         table.add_column("note", overflow="fold")
-        for r in (row for row in rows if row["suite"] == suite.name):
-            status = "[green]available" if r["available"] else f"[yellow]skipped: {r['reason']}"
-            table.add_row(r["attack"], status, r["note"])
+        for row in rows:
+            if row["suite"] != suite.name:
+                continue
+            ok = bool(row["available"])
+            status = "[green]available" if ok else f"[yellow]skipped: {row['reason']}"
+            table.add_row(str(row["attack"]), status, str(row["note"]))
         console.print(table)
 
 
@@ -79,7 +82,9 @@ def print_report(report: Any) -> None:
     table.add_row("clean", *[_pct(report.clean_accuracy)] * len(eps))
     for label, per_eps in report.per_attack.items():
         table.add_row(f"+ {label}", *[_pct(per_eps.get(e)) for e in eps])
-    table.add_row("[bold]robust (worst case)", *[f"[bold]{_pct(report.robust_accuracy[e])}" for e in eps])
+    table.add_row(
+        "[bold]robust (worst case)", *[f"[bold]{_pct(report.robust_accuracy[e])}" for e in eps]
+    )
     console.print(table)
     for s in report.steps:
         if not s["available"]:
@@ -90,7 +95,9 @@ def print_report(report: Any) -> None:
                 console.print(f"[red]{label} at eps={e:g} failed[/red]: {err}")
     fired = [f for f in report.flags if f["triggered"]]
     if fired:
-        console.print(f"[bold red]{len(fired)} red flag(s)[/bold red] — the numbers above may be upper bounds:")
+        console.print(
+            f"[bold red]{len(fired)} red flag(s)[/bold red] — the numbers above may be upper bounds:"
+        )
         for f in fired:
             console.print(f"  [red]✗ {f['title']}[/red]: {f['detail']}")
             console.print(f"    {f['explanation']} (see {f['doc']})", style="dim")
@@ -134,7 +141,9 @@ def eval_command(
     out: Path | None = typer.Option(
         None, help="Run directory (default runs/eval/<model>-<suite>-<time>)."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out where it stopped."
+    ),
     save_examples: bool = typer.Option(
         False, "--save-examples", help="Also save adversarial inputs (for report galleries)."
     ),

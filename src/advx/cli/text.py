@@ -66,18 +66,34 @@ def _pct(v: Any) -> str:
 @app.command("attack")
 def attack(
     model_dir: Path = typer.Argument(..., help="Text model directory (from `advx train`)."),
-    recipe: str = typer.Option("textfooler", "--recipe", "-r", help="Recipe: deepwordbug, pwws, textfooler or hotflip."),
-    text: list[str] = typer.Option([], "--text", help="Attack this sentence instead of a data set (repeatable)."),
-    label: int | None = typer.Option(None, "--label", help="True class of --text (default: the model's prediction)."),
-    target: int | None = typer.Option(None, "--target", help="Targeted attack: the class to reach."),
+    recipe: str = typer.Option(
+        "textfooler", "--recipe", "-r", help="Recipe: deepwordbug, pwws, textfooler or hotflip."
+    ),
+    text: list[str] = typer.Option(
+        [], "--text", help="Attack this sentence instead of a data set (repeatable)."
+    ),
+    label: int | None = typer.Option(
+        None, "--label", help="True class of --text (default: the model's prediction)."
+    ),
+    target: int | None = typer.Option(
+        None, "--target", help="Targeted attack: the class to reach."
+    ),
     n: int = typer.Option(200, "--n", help="Number of texts (the first N of the split)."),
-    max_queries: int | None = typer.Option(2000, "--max-queries", help="Per-text budget of model queries (0: unlimited)."),
+    max_queries: int | None = typer.Option(
+        2000, "--max-queries", help="Per-text budget of model queries (0: unlimited)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the attack's random choices."),
-    data: str | None = typer.Option(None, "--data", help="Text dataset (default: the model's own)."),
+    data: str | None = typer.Option(
+        None, "--data", help="Text dataset (default: the model's own)."
+    ),
     split: str = typer.Option("test", "--split", help="Split to attack."),
     show: int = typer.Option(5, "--show", help="Print the diffs of this many successful examples."),
-    out: Path | None = typer.Option(None, "--out", help="Save all per-example results to this JSON file."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (the summary), no table."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Save all per-example results to this JSON file."
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print one JSON object (the summary), no table."
+    ),
 ) -> None:
     """Attack a text classifier with a recipe; report success, words changed, queries.
 
@@ -94,9 +110,7 @@ def attack(
         from advx.text.result import diff_rich
 
         model = _open_model(model_dir)
-        attack_ = recipes.create(
-            recipe, model=model, max_queries=max_queries or None, seed=seed
-        )
+        attack_ = recipes.create(recipe, model=model, max_queries=max_queries or None, seed=seed)
         if text:
             texts = list(text)
             if label is None:
@@ -112,9 +126,7 @@ def attack(
 
         with Progress(transient=True, console=Console(stderr=True), disable=len(texts) < 5) as bar:
             task = bar.add_task(f"{recipe} on {len(texts)} texts", total=len(texts))
-            res = attack_(
-                model, texts, y, targets=targets, progress=lambda i, r: bar.advance(task)
-            )
+            res = attack_(model, texts, y, targets=targets, progress=lambda i, r: bar.advance(task))
         summary = res.summary()
         if out is not None:
             res.save(out)
@@ -143,13 +155,21 @@ def attack(
 
 @app.command("transfer")
 def transfer(
-    source: list[str] = typer.Option([], "--source", "-s", help="Text model directory to craft on (repeatable)."),
-    target: list[str] = typer.Option([], "--target", "-t", help="Text model directory to evaluate on (repeatable)."),
+    source: list[str] = typer.Option(
+        [], "--source", "-s", help="Text model directory to craft on (repeatable)."
+    ),
+    target: list[str] = typer.Option(
+        [], "--target", "-t", help="Text model directory to evaluate on (repeatable)."
+    ),
     recipe: str = typer.Option("textfooler", "--recipe", "-r", help="Recipe used on each source."),
     n: int = typer.Option(200, "--n", help="Number of texts (the first N of the split)."),
-    max_queries: int | None = typer.Option(2000, "--max-queries", help="Per-text budget on each source (0: unlimited)."),
+    max_queries: int | None = typer.Option(
+        2000, "--max-queries", help="Per-text budget on each source (0: unlimited)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the attack."),
-    data: str | None = typer.Option(None, "--data", help="Text dataset (default: the first source's)."),
+    data: str | None = typer.Option(
+        None, "--data", help="Text dataset (default: the first source's)."
+    ),
     split: str = typer.Option("test", "--split", help="Split to use."),
     out: Path | None = typer.Option(None, "--out", help="Save the matrix as JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no table."),

@@ -22,7 +22,9 @@ def _names(specs: list[str]) -> list[str]:
     """Short unique names for model specs (directory names, or host:port for URLs)."""
     out: list[str] = []
     for s in specs:
-        base = s.rstrip("/").rsplit("/", 1)[-1] if not s.startswith("http") else s.split("//", 1)[-1]
+        base = (
+            s.rstrip("/").rsplit("/", 1)[-1] if not s.startswith("http") else s.split("//", 1)[-1]
+        )
         name = base or s
         k = 2
         while name in out:
@@ -74,9 +76,7 @@ def print_matrix(res: Any) -> None:
     console.print(table)
     accs = ", ".join(f"{k} {pct(v)}" for k, v in res.clean_accuracy.items())
     console.print(f"clean accuracy: {accs}", style="dim")
-    console.print(
-        "a cell counts only examples both models classify correctly", style="dim"
-    )
+    console.print("a cell counts only examples both models classify correctly", style="dim")
 
 
 def transfer(
@@ -86,7 +86,9 @@ def transfer(
     target: list[str] = typer.Option(
         [], "--target", "-t", help="Model to evaluate on (directory or http URL; repeatable)."
     ),
-    attack: str = typer.Option("pgd", "--attack", "-a", help="Attack slug for gradient sources (e.g. pgd, mi-fgsm)."),
+    attack: str = typer.Option(
+        "pgd", "--attack", "-a", help="Attack slug for gradient sources (e.g. pgd, mi-fgsm)."
+    ),
     eps: str = typer.Option(..., help="Budget, e.g. 0.1 or 8/255."),
     norm: str = typer.Option("linf", help="linf or l2."),
     steps: int | None = typer.Option(None, help="Iterations of the attack (when it has steps)."),
@@ -105,9 +107,13 @@ def transfer(
     n: int = typer.Option(1000, "--n", help="Number of examples (the first N of the split)."),
     batch_size: int = typer.Option(250, help="Examples per batch."),
     seed: int = typer.Option(0, help="Seed."),
-    data: str | None = typer.Option(None, help="Data (dataset name or file); default: the first source's dataset."),
+    data: str | None = typer.Option(
+        None, help="Data (dataset name or file); default: the first source's dataset."
+    ),
     split: str = typer.Option("test", help="Split to evaluate on."),
-    out: Path | None = typer.Option(None, help="Run directory for transfer.json (default runs/transfer/<time>)."),
+    out: Path | None = typer.Option(
+        None, help="Run directory for transfer.json (default runs/transfer/<time>)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no table."),
 ) -> None:
     """Transfer matrix: craft on each source, evaluate on every target.
@@ -143,7 +149,9 @@ def transfer(
                     input_shape=ds.input_shape, bounds=ds.bounds, num_classes=ds.num_classes,
                     substitute_data=train, seed=seed,
                 )  # fmt: skip
-        tgts = {name: open_target(spec, name=name) for spec, name in zip(target, tnames, strict=True)}
+        tgts = {
+            name: open_target(spec, name=name) for spec, name in zip(target, tnames, strict=True)
+        }
         res = transfer_matrix(
             srcs, tgts, ds, eps=eps_v, attack=attack, settings=kw, norm=norm,
             n=min(n, len(ds)), batch_size=batch_size, seed=seed, ensemble=ensemble,

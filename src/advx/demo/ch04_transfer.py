@@ -57,18 +57,27 @@ def run(ctx: Any) -> None:
     from advx.evaluate.transfer import make_source, papernot_check, transfer_matrix
 
     dataset = "digits" if ctx.quick else "fashion-mnist"
-    test = ctx.artifacts.get("test") or load_data(dataset, "test")
+    test: Any = ctx.artifacts.get("test") or load_data(dataset, "test")
     dataset = str(test.name)
     eps = EPS.get(dataset, 0.1)
     n = 150 if ctx.quick else 500
     models = {arch: _model(ctx, arch, dataset) for arch in (*TORCH, *SKLEARN)}
-    train_x = load_data(dataset, "train").x[: 2000 if ctx.quick else 10000]
+    train: Any = load_data(dataset, "train")
+    train_x = train.x[: 2000 if ctx.quick else 10000]
 
     settings = {"steps": 10}
     sources = {
         name: make_source(
-            m, name=name, eps=eps, attack="pgd", settings=settings, input_shape=test.input_shape,
-            bounds=test.bounds, num_classes=test.num_classes, substitute_data=train_x, seed=ctx.seed,
+            m,
+            name=name,
+            eps=eps,
+            attack="pgd",
+            settings=settings,
+            input_shape=test.input_shape,
+            bounds=test.bounds,
+            num_classes=test.num_classes,
+            substitute_data=train_x,
+            seed=ctx.seed,
         )  # fmt: skip
         for name, m in models.items()
     }
@@ -88,7 +97,9 @@ def run(ctx: Any) -> None:
         cells = ["—" if v is None else f"{100 * v:.0f}" for v in res.matrix[i]]
         table.add_row(s, *cells)
     ctx.console.print(table)
-    ctx.console.print("routes: " + ", ".join(f"{k}: {v}" for k, v in res.routes.items()), style="dim")
+    ctx.console.print(
+        "routes: " + ", ".join(f"{k}: {v}" for k, v in res.routes.items()), style="dim"
+    )
     findings = papernot_check(res, ROLES)
     for f in findings:
         mark = {True: "[green]agrees[/green]", False: "[red]differs[/red]", None: "n/a"}[f["holds"]]

@@ -26,12 +26,16 @@ CARS = re.compile(r"self[- ]?driving|driverless|autonomous|google car", re.IGNOR
 
 def _settings(quick: bool) -> dict[str, Any]:
     # quick: a small model on 3000 tweets (seconds); otherwise all 18k training tweets
-    return {"limit": 3000, "epochs": 4, "n": 40} if quick else {"limit": None, "epochs": 6, "n": 200}
+    return (
+        {"limit": 3000, "epochs": 4, "n": 40} if quick else {"limit": None, "epochs": 6, "n": 200}
+    )
 
 
 def run(ctx: Any) -> None:
     """Train (or reuse) a tweet sentiment model and flip a self-driving-car tweet."""
+    from advx.data import TextDataset
     from advx.data import load as load_data
+    from advx.errors import DataError
     from advx.demo.ch01_train import reusable
     from advx.text import recipes
     from advx.text.models import load
@@ -46,22 +50,28 @@ def run(ctx: Any) -> None:
     if reusable(model_dir, arch=ARCH, dataset=dataset, epochs=config.epochs, seed=ctx.seed):
         ctx.console.print(f"reusing {model_dir}")
     else:
-        ctx.console.print(f"training a {ARCH} sentiment model on {dataset} ({config.epochs} epochs)")
+        ctx.console.print(
+            f"training a {ARCH} sentiment model on {dataset} ({config.epochs} epochs)"
+        )
         res = train(ARCH, dataset, config=config, out=model_dir)
         ctx.console.print(f"test accuracy [bold]{100 * res.test_accuracy:.1f}%[/bold]")
     model = load(model_dir)
     test = load_data(dataset, "test")
+    if not isinstance(test, TextDataset):
+        raise DataError(f"{dataset} did not load as a text dataset")
     names = model.class_names
 
     # 1. one tweet about self-driving cars, negative, flipped by one or two edits
     neg = names.index("negative")
-    pool = [t for t, y in zip(test.texts, test.y.tolist(), strict=True) if y == neg and CARS.search(t)]
+    pool = [
+        t for t, y in zip(test.texts, test.y.tolist(), strict=True) if y == neg and CARS.search(t)
+    ]
     attack = recipes.create("deepwordbug", max_queries=300, seed=ctx.seed, max_words_share=0.25)
     shown = None
     for start in range(0, len(pool), 20):
         res = attack(model, pool[start : start + 20], [neg] * len(pool[start : start + 20]))
         hits = sorted((r for r in res if r.succeeded and r.words_changed <= 2),
-                      key=lambda r: (r.words_changed, len(r.original)))  # fmt: skip
+                      key=lambda r: (r.words_changed, -r.conf_clean))  # fmt: skip
         if hits:
             shown = hits[0]
             break

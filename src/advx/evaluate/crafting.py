@@ -114,7 +114,9 @@ def route(model: Any) -> str:
     except InputError:
         return "query"
     kind = type(final).__name__
-    if kind in _LINEAR or (kind == "SVC" and getattr(final, "kernel", "") == "linear" and len(final.classes_) == 2):
+    if kind in _LINEAR or (
+        kind == "SVC" and getattr(final, "kernel", "") == "linear" and len(final.classes_) == 2
+    ):
         return "linear"
     if kind in ("DecisionTreeClassifier", "ExtraTreeClassifier"):
         return "tree"
@@ -158,7 +160,9 @@ def linear_module(
     inter = np.atleast_1d(np.asarray(getattr(final, "intercept_", 0.0), dtype=np.float64))
     d = coef.shape[1]
     if math.prod(input_shape) != d:
-        raise InputError(f"input_shape {tuple(input_shape)} has {math.prod(input_shape)} values, model expects {d}")
+        raise InputError(
+            f"input_shape {tuple(input_shape)} has {math.prod(input_shape)} values, model expects {d}"
+        )
     if scale is not None and shift is not None:
         s = np.broadcast_to(scale, (d,))
         b = np.broadcast_to(shift, (d,))
@@ -170,7 +174,9 @@ def linear_module(
     k = coef.shape[0]
     net = _Affine(torch.tensor(coef, dtype=torch.float32), torch.tensor(inter, dtype=torch.float32))
     names = class_names or [str(c) for c in getattr(final, "classes_", range(k))]
-    return Classifier(net, input_shape=input_shape, num_classes=k, bounds=bounds, class_names=names).eval()
+    return Classifier(
+        net, input_shape=input_shape, num_classes=k, bounds=bounds, class_names=names
+    ).eval()
 
 
 @dataclass(frozen=True)
@@ -259,7 +265,9 @@ def tree_craft(
     dist = torch.zeros(n, lv.n_leaves, dtype=torch.float64)
     dist.scatter_reduce_(1, lv.leaf.expand(n, -1), viol, reduce="amax")
     classes = torch.from_numpy(
-        np.asarray(getattr(tree, "classes_", np.arange(int(lv.leaf_class.max()) + 1))).astype(np.int64)
+        np.asarray(getattr(tree, "classes_", np.arange(int(lv.leaf_class.max()) + 1))).astype(
+            np.int64
+        )
     )
     wrong = lv.leaf_class.unsqueeze(0) != _class_positions(y, classes).unsqueeze(1)  # (N, L)
     dist = torch.where(wrong, dist, torch.full_like(dist, math.inf))
@@ -376,7 +384,9 @@ def distill(
         teacher = torch.cat([labels(x_train[i : i + 1000]) for i in range(0, len(x_train), 1000)])
     d = math.prod(x_train.shape[1:])
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+    )
     clf = Classifier(
         net, input_shape=tuple(x_train.shape[1:]), num_classes=num_classes, bounds=bounds,
         class_names=class_names,

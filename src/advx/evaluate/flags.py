@@ -386,7 +386,11 @@ def decide(
                 "eps-not-monotone",
                 worst > tol,
                 f"robust accuracy by eps: {curve}"
-                + (f"; rises by {worst:.1%} from eps={pair[0]:g} to {pair[1]:g}" if worst > 0 else ""),
+                + (
+                    f"; rises by {worst:.1%} from eps={pair[0]:g} to {pair[1]:g}"
+                    if worst > 0
+                    else ""
+                ),
                 largest_rise=worst,
                 tolerance=tol,
             )
@@ -439,9 +443,7 @@ def decide(
             )
         )
     else:
-        flags.append(
-            flag("black-box-beats-white-box", None, "not checked (no examples survived)")
-        )
+        flags.append(flag("black-box-beats-white-box", None, "not checked (no examples survived)"))
     return flags
 
 

@@ -73,9 +73,7 @@ class TensorData:
         if not isinstance(self.x, Tensor) or not isinstance(self.y, Tensor):
             raise InputError("data must be torch tensors (x, y); use torch.as_tensor")
         if self.x.shape[0] != self.y.shape[0]:
-            raise InputError(
-                f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]} labels"
-            )
+            raise InputError(f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]} labels")
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -92,7 +90,9 @@ def as_data(data: Any) -> EvalData:
         return TensorData(torch.as_tensor(data[0]), torch.as_tensor(data[1]))
     if hasattr(data, "batch") and hasattr(data, "__len__"):
         return data  # type: ignore[no-any-return]
-    if isinstance(getattr(data, "x", None), Tensor) and isinstance(getattr(data, "y", None), Tensor):
+    if isinstance(getattr(data, "x", None), Tensor) and isinstance(
+        getattr(data, "y", None), Tensor
+    ):
         return TensorData(data.x, data.y)  # e.g. advx.data.ImageDataset
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         return _ItemData(data)
@@ -423,9 +423,7 @@ def _prepare_dir(
         raise ConfigError(f"{out} has no {RUN_JSON}; the run could not be created")
     stored = load_run(out)
     if stored["config"] != run["config"]:
-        diff = sorted(
-            k for k in run["config"] if stored["config"].get(k) != run["config"].get(k)
-        )
+        diff = sorted(k for k in run["config"] if stored["config"].get(k) != run["config"].get(k))
         raise ConfigError(
             f"cannot resume {out}: settings differ from the stored run ({', '.join(diff)}); "
             "resume with the same options, or choose another --out"
@@ -541,7 +539,9 @@ def _run_batch(
                 continue
             still = res.pred_adv == y[sel]
             if out is not None and save_examples:
-                _save_examples(out, b, ei, s.index, idx[sel], x[sel], res.x_adv, y[sel], res.pred_adv)
+                _save_examples(
+                    out, b, ei, s.index, idx[sel], x[sel], res.x_adv, y[sel], res.pred_adv
+                )
             record.update(
                 idx=idx[sel].tolist(),
                 robust=still.int().tolist(),
@@ -623,9 +623,7 @@ def _probe(
     )
 
 
-def _survivors(
-    records: list[dict[str, Any]], ei: int, white: set[int], *, limit: int
-) -> list[int]:
+def _survivors(records: list[dict[str, Any]], ei: int, white: set[int], *, limit: int) -> list[int]:
     """Indices robust after every white-box step at eps index ``ei`` (first ``limit``)."""
     clean: dict[int, list[int]] = {}
     broken: set[int] = set()

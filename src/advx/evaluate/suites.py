@@ -260,7 +260,9 @@ def resolve(suite: Suite, *, norm: str, access: str = "gradients") -> list[Resol
     for i, step in enumerate(suite.attacks):
         if step.slug not in known:
             out.append(
-                ResolvedStep(i, step, False, "not available in this version of advx (not registered)")
+                ResolvedStep(
+                    i, step, False, "not available in this version of advx (not registered)"
+                )
             )
             continue
         entry = registry.get(step.slug)
@@ -280,12 +282,18 @@ def resolve(suite: Suite, *, norm: str, access: str = "gradients") -> list[Resol
                 ResolvedStep(i, step, False, f"does not support norm {norm} ({norms})", need_name)
             )
             continue
-        fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+        fields = (
+            {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+        )
         unknown = set(step.settings) - fields
         if fields and unknown:
             out.append(
                 ResolvedStep(
-                    i, step, False, f"settings {sorted(unknown)} not supported by {step.slug}", need_name
+                    i,
+                    step,
+                    False,
+                    f"settings {sorted(unknown)} not supported by {step.slug}",
+                    need_name,
                 )
             )
             continue

@@ -107,9 +107,7 @@ class EvalReport:
                 for s in self.steps
                 if not s["available"]
             ],
-            "details": {
-                k: {eps_key(e): v for e, v in d.items()} for k, d in self.details.items()
-            },
+            "details": {k: {eps_key(e): v for e, v in d.items()} for k, d in self.details.items()},
             "run_dir": str(self.run_dir) if self.run_dir is not None else None,
         }
 
@@ -120,9 +118,7 @@ def step_label(step: dict[str, Any], steps: list[dict[str, Any]]) -> str:
     return step["slug"] if len(same) == 1 else f"{step['label']}#{step['index']}"
 
 
-def summarize(
-    records: Any, run: dict[str, Any], *, run_dir: Path | None = None
-) -> EvalReport:
+def summarize(records: Any, run: dict[str, Any], *, run_dir: Path | None = None) -> EvalReport:
     """Aggregate ``records`` (an iterable of record dicts, consumed twice if it is a
     list; pass a run directory via :func:`summarize_dir` to stream from disk) under the
     run description ``run`` (the content of ``run.json``)."""

@@ -129,7 +129,9 @@ def make_source(
     bnds = (float(lo_hi[0]), float(lo_hi[1]))
     if kind == "torch":
         white = _white(model, name)
-        return Source(name, "white-box", _labels_of(white), _attack_craft(white, attack, eps, norm, settings))
+        return Source(
+            name, "white-box", _labels_of(white), _attack_craft(white, attack, eps, norm, settings)
+        )
     if not shape:
         raise InputError(f"{name}: pass input_shape= for a non-torch source")
     if kind == "linear":
@@ -140,11 +142,15 @@ def make_source(
             _attack_craft(white, attack, eps, norm, settings),
         )  # fmt: skip
     if kind == "tree":
+
         def tree(x: Tensor, y: Tensor, seed: int) -> Tensor:
             return crafting.tree_craft(model, x, y, eps=eps, norm=norm, bounds=bnds)
 
-        return Source(name, "decision-tree leaf search", _labels_of(_query_target(model, name)), tree)
+        return Source(
+            name, "decision-tree leaf search", _labels_of(_query_target(model, name)), tree
+        )
     if kind == "knn":
+
         def knn(x: Tensor, y: Tensor, seed: int) -> Tensor:
             return crafting.knn_craft(model, x, y, eps=eps, norm=norm, bounds=bnds)
 
@@ -202,7 +208,9 @@ def ensemble_source(
         if kind == "torch":
             module = m.model if isinstance(m, WhiteBox) else m
         elif kind == "linear":
-            module = crafting.linear_module(m, input_shape=m.input_shape, bounds=getattr(m, "bounds", (0.0, 1.0)))
+            module = crafting.linear_module(
+                m, input_shape=m.input_shape, bounds=getattr(m, "bounds", (0.0, 1.0))
+            )
         else:
             raise InputError(f"ensemble member {name!r} is not differentiable ({kind}); drop it")
         members.append(module)
@@ -221,7 +229,12 @@ def ensemble_source(
     ).eval()
     name = "ensemble(" + "+".join(models) + ")"
     white = WhiteBox(clf, name=name)
-    return Source(name, "ensemble (average logits)", _labels_of(white), _attack_craft(white, attack, eps, norm, dict(settings or {})))
+    return Source(
+        name,
+        "ensemble (average logits)",
+        _labels_of(white),
+        _attack_craft(white, attack, eps, norm, dict(settings or {})),
+    )
 
 
 @dataclass(frozen=True)
@@ -359,7 +372,9 @@ def transfer_matrix(
         srcs = [ensemble_source(sources, eps=eps, attack=attack, norm=norm, settings=settings)]
     else:
         srcs = [
-            s if isinstance(s, Source) else make_source(s, name=k, eps=eps, attack=attack, norm=norm, settings=settings)
+            s
+            if isinstance(s, Source)
+            else make_source(s, name=k, eps=eps, attack=attack, norm=norm, settings=settings)
             for k, s in sources.items()
         ]
     tgts = {k: _labels_of(_query_target(m, k)) for k, m in targets.items()}
@@ -421,12 +436,27 @@ def transfer_matrix(
 #: (cross-technique transferability on MNIST), as advx checks them on a measured matrix
 #: whose rows/columns include the roles dnn, lr, svm, dt, knn.
 PAPERNOT_FINDINGS: tuple[tuple[str, str], ...] = (
-    ("dnn-robust-target", "DNN is among the most robust targets: its column is the lowest or second lowest (off the diagonal)."),
-    ("dt-vulnerable-target", "DT is the most vulnerable target: its column is the highest (off the diagonal)."),
-    ("lr-strong-source", "LR samples transfer widely: the LR row (off the diagonal) is the highest or second highest."),
+    (
+        "dnn-robust-target",
+        "DNN is among the most robust targets: its column is the lowest or second lowest (off the diagonal).",
+    ),
+    (
+        "dt-vulnerable-target",
+        "DT is the most vulnerable target: its column is the highest (off the diagonal).",
+    ),
+    (
+        "lr-strong-source",
+        "LR samples transfer widely: the LR row (off the diagonal) is the highest or second highest.",
+    ),
     ("lr-to-svm", "LR samples fool the SVM more often than not (both are linear)."),
-    ("dt-weak-source", "DT samples transfer poorly: the DT row (off the diagonal) is the lowest or second lowest."),
-    ("knn-robust-target", "kNN is a robust target: its column (off the diagonal) is below the average column."),
+    (
+        "dt-weak-source",
+        "DT samples transfer poorly: the DT row (off the diagonal) is the lowest or second lowest.",
+    ),
+    (
+        "knn-robust-target",
+        "kNN is a robust target: its column (off the diagonal) is below the average column.",
+    ),
 )
 
 
@@ -448,17 +478,13 @@ def papernot_check(result: TransferResult, roles: Mapping[str, str]) -> list[dic
     def col(role: str) -> float | None:
         if role not in tgt:
             return None
-        vals = [
-            m[i][tgt[role]]
-            for r, i in src.items()
-            if r != role and m[i][tgt[role]] is not None
-        ]
+        vals = [v for r, i in src.items() if r != role and (v := m[i][tgt[role]]) is not None]
         return sum(vals) / len(vals) if vals else None
 
     def row(role: str) -> float | None:
         if role not in src:
             return None
-        vals = [m[src[role]][j] for r, j in tgt.items() if r != role and m[src[role]][j] is not None]
+        vals = [v for r, j in tgt.items() if r != role and (v := m[src[role]][j]) is not None]
         return sum(vals) / len(vals) if vals else None
 
     cols = {r: col(r) for r in tgt}
@@ -493,6 +519,9 @@ def papernot_check(result: TransferResult, roles: Mapping[str, str]) -> list[dic
             holds, evidence = rk <= 1, f"mean transfer rate out of each source: {fmt(rowv)}"
         elif fid == "knn-robust-target" and "knn" in colv:
             avg = sum(colv.values()) / len(colv)
-            holds, evidence = colv["knn"] < avg, f"kNN column {colv['knn']:.0%} vs average {avg:.0%}"
+            holds, evidence = (
+                colv["knn"] < avg,
+                f"kNN column {colv['knn']:.0%} vs average {avg:.0%}",
+            )
         out.append({"id": fid, "claim": claim, "holds": holds, "evidence": evidence})
     return out

@@ -107,14 +107,19 @@ def collect(root: str | Path, *, figures: bool = True) -> Contents:
         c.evals.append(EvalSection(_rel(p.parent, root), p.parent, run, rep))
     for p in _walk(root, "transfer.json"):
         try:
-            c.transfers.append(TransferSection(_rel(p.parent, root), p.parent, TransferResult.load(p)))
+            c.transfers.append(
+                TransferSection(_rel(p.parent, root), p.parent, TransferResult.load(p))
+            )
         except CheckpointError as e:
             c.problems.append(str(e))
     if figures:
         from advx.report.plots import png_base64
 
         for p in sorted(root.rglob("*.png")):
-            if "examples" in p.relative_to(root).parts or len(p.relative_to(root).parts) > _MAX_DEPTH + 1:
+            if (
+                "examples" in p.relative_to(root).parts
+                or len(p.relative_to(root).parts) > _MAX_DEPTH + 1
+            ):
                 continue
             c.figures.append(
                 {"title": _rel(p, root), "path": str(p), "uri": png_base64(p.read_bytes())}
@@ -262,7 +267,9 @@ def _env() -> Any:
     )
     env.filters["pct"] = _fmt_pct
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, default=str)
-    env.filters["num"] = lambda v: "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    env.filters["num"] = lambda v: (
+        "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    )
     return env
 
 
@@ -314,7 +321,9 @@ def render_report(
     md_path = dest / SUMMARY_MD
     _atomic_write(html_path, env.get_template("report.html").render(**ctx))
     _atomic_write(md_path, env.get_template("summary.md").render(**ctx))
-    _atomic_write(dest / REPORT_JSON, json.dumps(as_json(contents, ctx), indent=2, default=str) + "\n")
+    _atomic_write(
+        dest / REPORT_JSON, json.dumps(as_json(contents, ctx), indent=2, default=str) + "\n"
+    )
     return html_path, md_path
 
 

@@ -80,7 +80,9 @@ def transfer_heatmap(
     import numpy as np
     from matplotlib.figure import Figure
 
-    data = np.array([[math.nan if v is None else 100 * v for v in row] for row in matrix], dtype=float)
+    data = np.array(
+        [[math.nan if v is None else 100 * v for v in row] for row in matrix], dtype=float
+    )
     w = max(4.0, 0.9 * len(targets) + 2.2)
     h = max(2.5, 0.6 * len(sources) + 1.6)
     fig = Figure(figsize=(w, h), layout="constrained")

@@ -172,7 +172,9 @@ class WordCNN(_WordNet):
         super().__init__(vocab, dim, "wordcnn")
         self.widths = tuple(int(w) for w in widths)
         if not self.widths or min(self.widths) < 1 or filters < 1:
-            raise ConfigError(f"wordcnn: widths and filters must be positive, got {widths}, {filters}")
+            raise ConfigError(
+                f"wordcnn: widths and filters must be positive, got {widths}, {filters}"
+            )
         self.convs = nn.ModuleList(nn.Conv1d(dim, filters, w) for w in self.widths)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(filters * len(self.widths), num_classes)
@@ -405,7 +407,9 @@ def minilm(
 
 def _check_text_shape(shape: Sequence[int], arch: str) -> None:
     if len(tuple(shape)) != 1 or int(tuple(shape)[0]) < 1:
-        raise ConfigError(f"{arch} reads token ids: input_shape must be (max_len,), got {tuple(shape)}")
+        raise ConfigError(
+            f"{arch} reads token ids: input_shape must be (max_len,), got {tuple(shape)}"
+        )
 
 
 def _save_vocab(model: Any, directory: Path) -> None:
@@ -434,11 +438,18 @@ def encoder_reference() -> dict[str, Any]:
     with open(f, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    return {"id": MODEL_ID, "file": "model.safetensors", "bytes": f.stat().st_size, "sha256": h.hexdigest()}
+    return {
+        "id": MODEL_ID,
+        "file": "model.safetensors",
+        "bytes": f.stat().st_size,
+        "sha256": h.hexdigest(),
+    }
 
 
 def _save_encoder_ref(model: Any, directory: Path) -> None:
-    (directory / ENCODER_FILE).write_text(json.dumps(encoder_reference(), indent=1), encoding="utf-8")
+    (directory / ENCODER_FILE).write_text(
+        json.dumps(encoder_reference(), indent=1), encoding="utf-8"
+    )
 
 
 def _check_encoder_ref(directory: Path, info: dict[str, Any]) -> dict[str, Any]:
@@ -605,7 +616,9 @@ def build(
         tokens = list(vocab.tokens) if hasattr(vocab, "tokens") else vocab
         options["vocab"] = tokens
     n = max_len or (MINILM_MAX_LEN if arch == "minilm" else DEFAULT_MAX_LEN)
-    clf = build_model(arch, input_shape=(n,), num_classes=len(class_names), class_names=class_names, **options)
+    clf = build_model(
+        arch, input_shape=(n,), num_classes=len(class_names), class_names=class_names, **options
+    )
     clf.arch_kwargs = {k: v for k, v in clf.arch_kwargs.items() if k != "vocab"}  # in vocab.json
     return TextClassifier(clf)
 

@@ -224,7 +224,9 @@ def textfooler(
         cons.append(C.MaxWordsChanged(share=max_words_share))
     cons.append(C.SentenceSimilarity(min_cos=min_sentence_cos, window=window))
     return TextAttack(
-        transformation=T.EmbeddingNeighbours(space=WordEmbeddings.minilm(), k=k, min_cos=min_word_cos),
+        transformation=T.EmbeddingNeighbours(
+            space=WordEmbeddings.minilm(), k=k, min_cos=min_word_cos
+        ),
         constraints=tuple(cons),
         search=GreedySearch(ranking="delete"),
         max_queries=max_queries,
@@ -279,9 +281,7 @@ def hotflip(
         C.SamePartOfSpeech(),
     ]
     return TextAttack(
-        transformation=T.GradientFlip(
-            top_n=top_n, neighbours=space, min_cos=min_word_cos
-        ),
+        transformation=T.GradientFlip(top_n=top_n, neighbours=space, min_cos=min_word_cos),
         constraints=tuple(cons),
         search=BeamSearch(beam_width=beam_width),
         max_queries=max_queries,

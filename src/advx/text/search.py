@@ -56,9 +56,7 @@ def word_importance(
         return [rng.random() for _ in positions]
     if ranking == "gradient":
         if not scorer.has_gradients:
-            raise AccessError(
-                "ranking='gradient' needs a white-box text model; use ranking='unk'"
-            )
+            raise AccessError("ranking='gradient' needs a white-box text model; use ranking='unk'")
         if scorer.exhausted:
             return None
         ids, grads = scorer.word_gradients(s)  # (n,), (n, d)
@@ -193,7 +191,10 @@ def beam_search(
             if not pos:
                 continue
             for c in apply(
-                constraints, transformation(b.sentence, pos, rng=rng, scorer=scorer), b.sentence, original
+                constraints,
+                transformation(b.sentence, pos, rng=rng, scorer=scorer),
+                b.sentence,
+                original,
             ):
                 if c.text not in seen:
                     seen.add(c.text)

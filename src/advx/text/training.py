@@ -146,8 +146,9 @@ def adversarial_fit(
 
     Returns:
         ``(history, rounds)``: the last :class:`advx.training.History` and, per round,
-        ``attacked``, ``added`` and ``success_rate`` (of the attack on the training
-        sample, measured before that round's training: it falls when the defense works).
+        ``attacked``, ``added``, ``success_rate`` (of the attack on the training sample,
+        measured before that round's training: it falls when the defense works) and
+        ``train_size`` (texts trained on after the round).
     """
     from advx.text.recipes import create
 
@@ -171,6 +172,7 @@ def adversarial_fit(
             "attacked": len(idx),
             "added": len(adv),
             "success_rate": res.summary()["success_rate"],
+            "train_size": len(aug_texts),
         }
         report.append(entry)
         log.info("adversarial augmentation round %s", entry)
@@ -208,7 +210,9 @@ class TextAugmentation:
         for k in ("rounds", "attack_per_round", "max_queries", "round_epochs"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{self.attack} augmentation: {k} must be an integer >= 1, got {v!r}")
+                raise ConfigError(
+                    f"{self.attack} augmentation: {k} must be an integer >= 1, got {v!r}"
+                )
 
     def recipe(self) -> dict[str, Any]:
         """What ``model.json`` records under ``adversarial``."""
@@ -242,7 +246,26 @@ def register_text_adversaries() -> None:
             factory,
             settings=("rounds", "attack_per_round", "max_queries", "round_epochs"),
             modality="text",
+            runner=_augmentation_runner,
         )
+
+
+def _augmentation_runner(
+    arch: str,
+    data: str | Any,
+    *,
+    adversary: TextAugmentation,
+    config: Any = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    on_step: Callable[[Any], None] | None = None,
+    **_ignored: Any,  # world, on_check: single process, no eps ball to check
+) -> Any:
+    """How ``advx train --adv RECIPE`` trains a text model (see :func:`train`)."""
+    return train(
+        arch, data, config=config, arch_kwargs=arch_kwargs, out=out, adversary=adversary,
+        on_step=on_step,
+    )  # fmt: skip
 
 
 def train(
