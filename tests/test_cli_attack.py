@@ -146,3 +146,14 @@ def test_settings_parsing_is_typed():
     assert parse_float("inf") == float("inf")
     with pytest.raises(ConfigError):
         parse_float("1/0")
+
+
+def test_minimal_attack_needs_no_eps_and_prints_strict_json(model_dir, tmp_path):
+    def strict(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    res = _invoke(model_dir, "--attack", "deepfool", "--n", "30", "--out", tmp_path / "r", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout, parse_constant=strict)
+    assert out["eps"] is None and out["success_rate"] > 0.9
+    json.loads((tmp_path / "r" / "summary.json").read_text(), parse_constant=strict)

@@ -195,8 +195,7 @@ def test_demo_chapter_one_quick(tmp_path: Path) -> None:
 def test_demo_chapter_one_leaves_its_artifacts(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from advx.demo import DemoContext
-    from advx.demo import ch01_train
+    from advx.demo import DemoContext, ch01_train
     from advx.models import Classifier
 
     ctx = DemoContext(out=tmp_path, quick=True, console=Console(quiet=True), seed=1)

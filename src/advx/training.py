@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, Union, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -629,7 +629,7 @@ def train(
 
         return train_text(
             arch, data, test=test, config=config, arch_kwargs=arch_kwargs, out=out,
-            adversary=adversary, on_step=on_step, meta=meta,
+            adversary=cast(Any, adversary), on_step=on_step, meta=meta,
         )  # fmt: skip
     if isinstance(data, str):
         name = data

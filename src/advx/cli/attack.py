@@ -151,6 +151,11 @@ def _list_attacks(json_out: bool) -> None:
         )
 
 
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no inf/NaN: unbounded eps (minimal attacks) and undefined values -> None."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in d.items()}
+
+
 def _fmt(v: Any, pct: bool = False) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
@@ -338,7 +343,7 @@ def run_attack(
             parts.append(r)
             bar.advance(task, len(yb))
     result = AttackResult.concat(parts)
-    stats = summary(result)
+    stats = _finite(summary(result))
     run_dir = (
         out
         or Path("runs") / "attack" / f"{Path(model).name}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -365,7 +370,9 @@ def run_attack(
         print_json({**stats, "out": str(run_dir)})
         return stats
     unit = "passes" if need == Access.GRADIENTS else "queries"
-    table = Table(title=f"{slug} on {Path(model).name} ({ds.name}, {len(y)} examples)")
+    console = Console()
+    console.print(f"[bold]{slug}[/bold] on {Path(model).name} ({ds.name}, {len(y)} examples)")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     d = result.threat.norm
@@ -380,8 +387,8 @@ def run_attack(
         ("seconds", f"{stats['seconds']:.2f}"),
     ):
         table.add_row(label, value)
-    Console().print(table)
-    Console().print(f"[dim]wrote {run_dir}[/dim]")
+    console.print(table)
+    console.print(f"[dim]wrote {run_dir}[/dim]")
     return stats
 
 

@@ -78,7 +78,9 @@ def train(
     step_size: str | None = typer.Option(
         None, help="--adv: inner step size (default 2.5*eps/steps; fgsm-rs 1.25*eps)."
     ),
-    beta: float | None = typer.Option(None, help="--adv trades: weight of the KL term (default 6)."),
+    beta: float | None = typer.Option(
+        None, help="--adv trades: weight of the KL term (default 6)."
+    ),
 ) -> None:
     """Train MODEL on DATA, evaluate it on the test split and save it atomically.
 

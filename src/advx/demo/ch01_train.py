@@ -98,7 +98,9 @@ def render_page(
 def run(ctx: Any) -> None:
     """Train (or reuse) the demo model and show what it predicts."""
     from advx.cli.train import training_progress
+    from advx.data import ImageDataset
     from advx.data import load as load_data
+    from advx.errors import DataError
     from advx.models import load
     from advx.training import default_config, evaluate, train
 
@@ -115,6 +117,8 @@ def run(ctx: Any) -> None:
             train(ARCH, dataset, config=config, out=model_dir, on_step=on_step)
     model = load(model_dir)
     test = load_data(dataset, "test")
+    if not isinstance(test, ImageDataset):
+        raise DataError(f"{dataset} is not an image dataset")
     acc = evaluate(model, test)
     ctx.console.print(
         f"[bold]{ARCH}[/bold] on {dataset}: test accuracy [bold]{100 * acc:.2f}%[/bold] "
