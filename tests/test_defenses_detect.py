@@ -127,7 +127,7 @@ def test_mahalanobis_matches_the_closed_form():
 )
 def test_detector_save_load_round_trip(kind, settings, digits_cnn, digits_mlp, digits_data, tmp_path):
     xtr, ytr, xte, _ = digits_data
-    det = train_detector(digits_cnn, xtr[:500], ytr[:500], kind=kind, eps=0.1, seed=1, **settings)
+    det = train_detector(digits_cnn, xtr[:300], ytr[:300], kind=kind, eps=0.1, seed=1, **settings)
     det.save(tmp_path / "det")
     meta = json.loads((tmp_path / "det" / "detector.json").read_text())
     assert meta["kind"] == kind and meta["threshold"] == det.threshold

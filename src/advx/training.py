@@ -423,6 +423,7 @@ def fit(
     if n == 0:
         raise InputError("no training data")
     world = world or World()
+    device = model.device  # batches follow the model (data stays where it is)
     objective = _objective(adversary)
     order_gen = torch.Generator().manual_seed(config.seed)
     adv_gen = torch.Generator().manual_seed(config.seed + 1_000_003)
@@ -443,8 +444,8 @@ def fit(
             for step in range(steps):
                 idx = order[step * config.batch_size : (step + 1) * config.batch_size]
                 batch = TrainBatch(
-                    x=x_all[idx],
-                    y=y_all[idx],
+                    x=x_all[idx].to(device),
+                    y=y_all[idx].to(device),
                     model=model,
                     forward=train_forward,
                     generator=adv_gen,
@@ -520,7 +521,7 @@ def predict(model: Any, x: Tensor, *, batch_size: int = 1000) -> Tensor:
     out = []
     with model.frozen_eval(), torch.no_grad():
         for i in range(0, len(x), batch_size):
-            out.append(model(x[i : i + batch_size]).argmax(dim=1))
+            out.append(model(x[i : i + batch_size].to(model.device)).argmax(dim=1).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
 
 
@@ -534,7 +535,7 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 1000) -> float:
     x, y = _as_tensors(data)
     if len(y) == 0:
         raise InputError("no evaluation data")
-    return float((predict(model, x, batch_size=batch_size) == y).float().mean())
+    return float((predict(model, x, batch_size=batch_size) == y.cpu()).float().mean())
 
 
 # ---------------------------------------------------------------------------- train()

@@ -146,6 +146,7 @@ def _apgd(
     best_f = torch.full((x.shape[0],), float("-inf"), dtype=x.dtype, device=x.device)
     for _ in range(restarts):
         todo = (~fooled).nonzero().flatten()
+        todo = todo[~exhausted(restrict(model, todo), todo.numel())]
         if todo.numel() == 0:
             break
         out, f_max, hit = _apgd_run(

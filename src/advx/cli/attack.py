@@ -56,6 +56,10 @@ def _parse_as(raw: str, tp: Any) -> Any:
             except ValueError:
                 continue
         raise ValueError(raw)
+    if origin is typing.Literal:
+        if raw in args:
+            return raw
+        raise ValueError(raw)
     if tp is bool:
         try:
             return _BOOL[raw.strip().lower()]
@@ -311,6 +315,8 @@ def run_attack(
     if n < 1 or batch_size < 1:
         raise ConfigError("--n and --batch-size must be >= 1")
     entry = get(slug)
+    if isinstance(settings.get("eps"), tuple):
+        raise ConfigError("advx attack takes a single eps; use advx evaluate for eps sweeps")
     atk = create(slug, **settings)
     target = open_target(model, model_name=model_name, api_key=api_key, labels_only=labels_only)
     need = _cls(entry).access
@@ -338,9 +344,7 @@ def run_attack(
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             tb = torch.full_like(yb, fixed) if fixed is not None else helper
             r = atk(target, xb, yb, targets=tb)
-            if not isinstance(r, AttackResult):
-                raise ConfigError("advx attack takes a single eps; use advx evaluate for sweeps")
-            parts.append(r)
+            parts.append(cast(AttackResult, r))  # one eps (checked above): never a sweep
             bar.advance(task, len(yb))
     result = AttackResult.concat(parts)
     stats = _finite(summary(result))

@@ -552,6 +552,7 @@ def adversarial_train(
         on_step=step, meta={"adversarial": recipe},
     )  # fmt: skip
     result.info["dataset"] = name
+    result.info["training"]["processes"] = world.world_size  # batch_size is per process
     if watcher is not None:
         result.info["overfit_checks"] = watcher.checks
         result.info["stopped"] = result.history.stopped
