@@ -85,15 +85,17 @@ def test_budget_exhausted_examples_fail_with_their_count(digits, slug, kw):
 @pytest.mark.parametrize(("slug", "kw"), SCORE_ATTACKS + LABEL_ATTACKS[:3])
 def test_seeded_runs_are_reproducible(digits, slug, kw):
     clf, x, y = digits
-    a = create(slug, max_queries=40, seed=1, **kw)(_target(clf, slug), x, y)
-    b = create(slug, max_queries=40, seed=1, **kw)(_target(clf, slug), x, y)
+    a = create(slug, max_queries=25, seed=1, **kw)(_target(clf, slug), x, y)
+    b = create(slug, max_queries=25, seed=1, **kw)(_target(clf, slug), x, y)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.queries, b.queries)
     if slug != "rays":  # RayS is deterministic by design
-        c = create(slug, max_queries=40, seed=2, **kw)(_target(clf, slug), x, y)
+        c = create(slug, max_queries=25, seed=2, **kw)(_target(clf, slug), x, y)
         assert not torch.equal(a.x_adv, c.x_adv)
 
 
-@pytest.mark.parametrize("slug", ["square", "simba", "nes-pgd", "hopskipjump", "rays", "substitute"])
+@pytest.mark.parametrize(
+    "slug", ["square", "simba", "nes-pgd", "hopskipjump", "rays", "substitute"]
+)
 def test_eps_zero_is_exact_noop(digits, slug):
     clf, x, y = digits
     target = _target(clf, slug)
@@ -181,15 +183,17 @@ def test_simba_lowers_true_class_probability_monotonically(digits, basis):
             return clf(t).softmax(1)
 
     trace = []
-    for steps in range(0, 61, 6):  # the same seed gives prefixes of one trajectory
+    for steps in range(0, 41, 8):  # the same seed gives prefixes of one trajectory
         g = torch.Generator().manual_seed(0)
-        out = simba(probs, x, y, step_size=0.2, steps=steps, basis=basis, early_stop=False, generator=g)
+        out = simba(
+            probs, x, y, step_size=0.2, steps=steps, basis=basis, early_stop=False, generator=g
+        )
         trace.append(probs(out).gather(1, y[:, None]).squeeze(1))
     p = torch.stack(trace)  # (steps, N)
     assert (p[1:] <= p[:-1] + 1e-7).all()
     assert bool((p[-1] < p[0] - 0.05).any())
-    dist = (out - x).flatten(1).norm(dim=1)
-    assert (dist <= 0.2 * math.sqrt(60) + 1e-5).all()  # orthonormal steps add in quadrature
+    if basis == "pixel":  # orthonormal steps add in quadrature (clipping breaks it for dct)
+        assert ((out - x).flatten(1).norm(dim=1) <= 0.2 * math.sqrt(40) + 1e-5).all()
 
 
 def test_simba_respects_the_l2_ball(digits):
@@ -215,7 +219,9 @@ def test_estimated_gradient_matches_true_gradient_on_linear_model(estimator):
     (true,) = torch.autograd.grad(loss, xr)
 
     g = torch.Generator().manual_seed(0)
-    model = EstimatedGradients(box.scores, estimator=estimator, samples=400, sigma=1e-3, generator=g)
+    model = EstimatedGradients(
+        box.scores, estimator=estimator, samples=400, sigma=1e-3, generator=g
+    )
     xe = x.clone().requires_grad_(True)
     logp = model(xe)
     assert torch.allclose(logp, clf(x).log_softmax(1), atol=1e-5)  # "logits" are log-probs
@@ -243,7 +249,9 @@ def test_estimated_wrapper_charges_samples_per_example(digits):
 
 def test_nes_pgd_fools_most_of_the_mlp(digits):
     clf, x, y = digits
-    r = create("nes-pgd", eps=0.3, samples=50, settings={"steps": 10})(WhiteBox(clf).as_scores(), x, y)
+    r = create("nes-pgd", eps=0.3, samples=50, settings={"steps": 10})(
+        WhiteBox(clf).as_scores(), x, y
+    )
     assert summary(r)["success_rate"] >= 0.8
 
 
@@ -252,7 +260,9 @@ def _halfspace(d: int = 20):
     """Two classes split by the hyperplane w.x + b = 0 on a wide box (no clipping)."""
     g = torch.Generator().manual_seed(0)
     w, b = torch.randn(d, generator=g), 0.3
-    box = LabelBox(lambda t: (t @ w + b > 0).long(), input_shape=(d,), num_classes=2, bounds=(-50, 50))
+    box = LabelBox(
+        lambda t: (t @ w + b > 0).long(), input_shape=(d,), num_classes=2, bounds=(-50, 50)
+    )
     x = torch.randn(8, d, generator=g)
     y = (x @ w + b > 0).long()
     return box, w, b, x, y

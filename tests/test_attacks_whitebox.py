@@ -15,6 +15,7 @@ from torch import nn
 
 from advx.attacks import AttackResult, create, get, names
 from advx.attacks.apgd import checkpoints
+from advx.attacks.fab import project_hyperplane_box
 from advx.errors import ConfigError, InputError
 from advx.metrics import median_distance, robust_accuracy, success_rate
 from advx.models.adapter import Classifier
@@ -46,7 +47,7 @@ def _make(slug: str, **kw: object):
     return create(slug, **fast, **kw)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny(dtype: torch.dtype) -> tuple[Classifier, torch.Tensor, torch.Tensor]:
     """A 5-class MLP on 4x4 inputs with dropout (so eval mode matters), data it gets right."""
     torch.manual_seed(0)
@@ -84,7 +85,10 @@ def test_fgsm_is_sign_of_weight_difference_on_two_class_linear_model():
 
 def test_fgsm_is_sign_of_ce_gradient_on_multiclass_linear_model():
     g = torch.Generator().manual_seed(1)
-    w, b = torch.randn(5, 9, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    w, b = (
+        torch.randn(5, 9, generator=g, dtype=torch.float64),
+        torch.randn(5, generator=g, dtype=torch.float64),
+    )
     clf = _linear(w, b)
     x = 0.3 + 0.4 * torch.rand(32, 9, generator=g, dtype=torch.float64)
     y = clf(x).argmax(1)
@@ -125,6 +129,53 @@ def test_deepfool_linf_step_on_binary_linear_model():
     r = create("deepfool", norm="linf", overshoot=0.0)(WhiteBox(clf), x, y)
     expected = (f.abs() / wd.abs().sum(1)).unsqueeze(1) * wd.sign()  # |f| / ||w||_1 sign(w)
     torch.testing.assert_close(r.x_adv - x, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_fab_converges_to_the_minimal_perturbation_of_a_binary_linear_model(norm):
+    g = torch.Generator().manual_seed(4)
+    w, b = torch.randn(2, 10, generator=g, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    clf = _linear(w, b)
+    x = 0.45 + 0.1 * torch.rand(24, 10, generator=g, dtype=torch.float64)
+    y = clf(x).argmax(1)
+    wd = w[1 - y] - w[y]
+    f = (x * wd).sum(1)
+    minimal = f.abs() / (wd.norm(dim=1) if norm == "l2" else wd.abs().sum(1))
+    assert float(minimal.max()) < 0.4  # the box does not bind: the closed form holds
+    fab = create("fab", norm=norm, steps=60)(WhiteBox(clf), x, y)
+    df = create("deepfool", norm=norm)(WhiteBox(clf), x, y)
+    assert fab.succeeded.all()
+    assert (fab.distance.double() >= minimal * (1 - 1e-6)).all()
+    assert (fab.distance.double() <= minimal * 1.01).all()
+    assert (fab.distance <= df.distance).all()
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_hyperplane_box_projection_matches_bisection(norm):
+    g = torch.Generator().manual_seed(5)
+    p = torch.rand(64, 20, generator=g, dtype=torch.float64)
+    p[:, :4], p[:, 4:6] = 0.0, 1.0  # coordinates already at the bounds
+    w = torch.randn(64, 20, generator=g, dtype=torch.float64)
+    w[:, 6:8] = 0.0
+    c = 2.0 * torch.randn(64, generator=g, dtype=torch.float64)
+    d = project_hyperplane_box(p, w, c, (0.0, 1.0), norm)
+    assert ((p + d) >= 0).all() and ((p + d) <= 1).all()
+    # reference: the smallest lam with <w, clip(lam * v)> >= |c|, by bisection
+    ws = torch.where((c < 0).unsqueeze(1), -w, w)
+    v = ws if norm == "l2" else ws.sign()
+
+    def clip(lam):
+        return torch.minimum(torch.maximum(lam.unsqueeze(1) * v, -p), 1 - p)
+
+    lo, hi = torch.zeros(64, dtype=torch.float64), torch.full((64,), 1e6, dtype=torch.float64)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        up = (ws * clip(mid)).sum(1) >= c.abs()
+        hi, lo = torch.where(up, mid, hi), torch.where(up, lo, mid)
+    torch.testing.assert_close(d, clip(hi), rtol=0, atol=1e-9)
+    reachable = (ws * clip(torch.full((64,), 1e9, dtype=torch.float64))).sum(1) >= c.abs()
+    assert reachable.sum() > 50
+    torch.testing.assert_close((w * d).sum(1)[reachable], c[reachable], rtol=0, atol=1e-9)
 
 
 def test_apgd_checkpoints_follow_the_paper():
@@ -223,6 +274,11 @@ def test_bad_generic_arguments_raise_typed_errors(slug):
         ("apgd-dlr", {"eps": 0.1, "loss": "nope"}, "unknown loss"),
         ("apgd-t", {"eps": 0.1, "n_target_classes": 0}, "n_target_classes"),
         ("apgd-ce", {}, "needs eps"),
+        ("fab", {"alpha_max": 2.0}, "alpha_max"),
+        ("fab", {"beta": 1.0}, "beta"),
+        ("fab", {"eta": 0.5}, "eta"),
+        ("fab", {"restart_radius": 0.0}, "restart_radius"),
+        ("fab", {"norm": "l1"}, "supports norms"),
     ],
 )
 def test_bad_settings_raise_input_errors(slug, kwargs, match):
@@ -238,6 +294,26 @@ def test_input_diversity_needs_images_and_dlr_needs_classes():
         create("mi-fgsm", eps=0.1, diversity_prob=0.5)(WhiteBox(clf), x, y)
     with pytest.raises(InputError, match="DLR loss needs"):
         create("apgd-dlr", eps=0.1, steps=2)(WhiteBox(clf), x, y)
+
+
+def test_fab_refuses_targets():
+    clf, x, y = _tiny(torch.float32)
+    with pytest.raises(InputError, match="untargeted"):
+        create("fab", steps=2)(WhiteBox(clf), x, y, targets="next")
+
+
+@pytest.mark.parametrize(
+    ("slug", "kwargs"),
+    [("apgd-ce", {"eps": 0.1, "steps": 20}), ("mi-fgsm", {"eps": 0.1, "steps": 10}),
+     ("apgd-t", {"eps": 0.1, "steps": 10})],
+)  # fmt: skip
+def test_early_stop_saves_queries_not_success(slug, kwargs, digits_data, digits_mlp):
+    x, y = digits_data[2][:150], digits_data[3][:150]
+    early = create(slug, early_stop=True, **kwargs)(WhiteBox(digits_mlp), x, y)
+    full = create(slug, early_stop=False, **kwargs)(WhiteBox(digits_mlp), x, y)
+    assert 0.2 < success_rate(full) < 0.9
+    assert abs(success_rate(early) - success_rate(full)) <= 0.01
+    assert early.queries.float().mean() < 0.8 * full.queries.float().mean()
 
 
 @pytest.mark.parametrize("slug", ["mi-fgsm", "cw-l2", "deepfool", "apgd-ce", "apgd-t"])
@@ -284,8 +360,12 @@ def test_apgd_robust_accuracy_matches_torchattacks(digits_data, digits_mlp, norm
     torchattacks = pytest.importorskip("torchattacks")
     x = torch.cat([digits_data[0], digits_data[2]])  # all 1797 digits
     y = torch.cat([digits_data[1], digits_data[3]])
-    ours = robust_accuracy(create(f"apgd-{loss}", eps=eps, norm=norm, steps=20)(WhiteBox(digits_mlp), x, y))
-    atk = torchattacks.APGD(digits_mlp, norm=norm.capitalize(), eps=eps, steps=20, loss=loss, seed=0)
+    ours = robust_accuracy(
+        create(f"apgd-{loss}", eps=eps, norm=norm, steps=20)(WhiteBox(digits_mlp), x, y)
+    )
+    atk = torchattacks.APGD(
+        digits_mlp, norm=norm.capitalize(), eps=eps, steps=20, loss=loss, seed=0
+    )
     with torch.no_grad():
         theirs = float((digits_mlp(atk(x, y)).argmax(1) == y).float().mean())
     assert 0.2 < theirs < 0.8  # a regime where the attacks can differ

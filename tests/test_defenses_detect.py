@@ -98,7 +98,9 @@ def test_calibration_sets_the_false_positive_rate(digits_cnn, digits_data):
 # ----------------------------------------------------------------------- mahalanobis
 def test_mahalanobis_matches_the_closed_form():
     g = torch.Generator().manual_seed(0)
-    clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), input_shape=(1, 2, 2), num_classes=3)
+    clf = Classifier(
+        nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), input_shape=(1, 2, 2), num_classes=3
+    )
     centres = torch.tensor([[0.2, 0.2, 0.2, 0.2], [0.8, 0.2, 0.5, 0.5], [0.5, 0.8, 0.2, 0.8]])
     y = torch.arange(3).repeat_interleave(200)
     x = (centres[y] + 0.05 * torch.randn(600, 4, generator=g)).clamp(0, 1).view(-1, 1, 2, 2)
@@ -125,7 +127,9 @@ def test_mahalanobis_matches_the_closed_form():
     ("kind", "settings"),
     [("squeeze", {"squeezers": ["bits:2"]}), ("mahalanobis", {}), ("binary", {"epochs": 2})],
 )
-def test_detector_save_load_round_trip(kind, settings, digits_cnn, digits_mlp, digits_data, tmp_path):
+def test_detector_save_load_round_trip(
+    kind, settings, digits_cnn, digits_mlp, digits_data, tmp_path
+):
     xtr, ytr, xte, _ = digits_data
     det = train_detector(digits_cnn, xtr[:300], ytr[:300], kind=kind, eps=0.1, seed=1, **settings)
     det.save(tmp_path / "det")

@@ -13,6 +13,7 @@ from advx.evaluate import Suite, SuiteAttack, evaluate, summarize_dir
 from advx.evaluate.records import derive_seed, read_records, repair
 from advx.evaluate.suites import SUITES, load_suite, resolve
 from advx.targets import WhiteBox
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

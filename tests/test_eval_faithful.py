@@ -16,6 +16,7 @@ from advx.attacks.pgd import pgd
 from advx.evaluate import Suite, SuiteAttack, evaluate
 from advx.models.adapter import Classifier
 from advx.targets import WhiteBox
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 EPS = 0.1
 

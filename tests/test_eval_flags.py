@@ -10,6 +10,7 @@ from advx.evaluate import Suite, SuiteAttack, evaluate
 from advx.evaluate.flags import FLAG_INFO, triggered
 from advx.models.adapter import Classifier
 from advx.targets import WhiteBox
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 
 def _fired(rep) -> set[str]:

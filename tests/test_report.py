@@ -12,6 +12,7 @@ from advx.evaluate import evaluate
 from advx.evaluate.transfer import transfer_matrix
 from advx.report.html import collect, render_report
 from advx.targets import WhiteBox
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from advx.evaluate.transfer import (
     transfer_matrix,
 )
 from advx.targets import WhiteBox
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 
 @pytest.fixture(scope="module")

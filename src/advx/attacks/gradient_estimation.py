@@ -191,11 +191,12 @@ def resolve_inner(
     settings: Mapping[str, Any] | None,
     eps: Any,
     norm: str,
+    early_stop: bool = True,
 ) -> Attack:
     """The white-box attack a wrapper runs: an :class:`Attack` instance as is, or a
-    registry slug built with ``eps``, ``norm`` and ``settings``."""
+    registry slug built with ``eps``, ``norm``, ``early_stop`` and ``settings``."""
     if isinstance(attack, str):
-        kwargs = {"eps": eps, "norm": norm, **dict(settings or {})}
+        kwargs = {"eps": eps, "norm": norm, "early_stop": early_stop, **dict(settings or {})}
         inner = create(attack, **kwargs)
     elif isinstance(attack, Attack):
         if settings:
@@ -254,7 +255,9 @@ class Estimated(Attack):
     sigma: float = 1e-3
 
     def __post_init__(self) -> None:
-        inner = resolve_inner(self.name, self.attack, self.settings, self.eps, self.norm)
+        inner = resolve_inner(
+            self.name, self.attack, self.settings, self.eps, self.norm, self.early_stop
+        )
         if inner.access != Access.GRADIENTS:
             raise InputError(
                 f"{self.name}: wraps white-box attacks; {inner.name} already needs only "

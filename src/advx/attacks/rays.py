@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from advx.attacks.base import Attack, Model
-from advx.attacks.hopskipjump import queries_left, decision, stop_radius
+from advx.attacks.hopskipjump import decision, queries_left, stop_radius
 from advx.attacks.registry import register
 from advx.targets import Access
 from advx.threat import clip_to_bounds
@@ -52,7 +52,9 @@ def rays(
     best = torch.full((n,), math.inf)
 
     def ray(idx: Tensor, s: Tensor, r: Tensor) -> Tensor:
-        return clip_to_bounds(x[idx] + r.to(x).view(-1, *[1] * len(shape)) * s.view(-1, *shape), bounds)
+        return clip_to_bounds(
+            x[idx] + r.to(x).view(-1, *[1] * len(shape)) * s.view(-1, *shape), bounds
+        )
 
     level, block = 0, 0
     for _ in range(steps):

@@ -57,7 +57,9 @@ def basis_order(
         u = torch.arange(h)[:, None].expand(h, w)
         v = torch.arange(w)[None, :].expand(h, w)
         f = torch.maximum(u, v)
-        band = torch.where(f < freq_dims, 0, 1 + torch.div(f - freq_dims, stride, rounding_mode="floor"))
+        band = torch.where(
+            f < freq_dims, 0, 1 + torch.div(f - freq_dims, stride, rounding_mode="floor")
+        )
         key = key + band.flatten().repeat(shape[0]).to(key)  # (n, d), same (c, u, v) layout
     return key.argsort(dim=1)
 
@@ -100,7 +102,8 @@ def simba(
     For each example: take the next basis direction ``q`` of its random order; if
     ``x + step_size * q`` lowers the probability of the true class (raises that of the
     target), keep it, else try ``x - step_size * q``. Each direction is tried once, so
-    after ``T`` accepted steps ``||delta||_2 <= step_size * sqrt(T)``. Candidates that
+    after ``T`` accepted steps ``||delta||_2 <= step_size * sqrt(T)`` (exactly so in the
+    pixel basis; clipping to the bounds can bend DCT steps). Candidates that
     clipping leaves unchanged or that leave the l2 ball of radius ``eps`` are skipped
     without a query. An example stops when fooled (``early_stop``), out of budget, or
     out of directions. Queries: 1 to start, then 1 or 2 per direction.

@@ -216,7 +216,9 @@ def square(
     return x_best
 
 
-@register("square", "Square Attack: score-based random search, linf/l2 (Andriushchenko et al. 2020)")
+@register(
+    "square", "Square Attack: score-based random search, linf/l2 (Andriushchenko et al. 2020)"
+)
 @dataclass(frozen=True, kw_only=True)
 class Square(Attack):
     """Square Attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020, "Square Attack:

@@ -211,7 +211,9 @@ class Substitute(Attack):
     arch: str = "mlp"
 
     def __post_init__(self) -> None:
-        inner = resolve_inner(self.name, self.attack, self.settings, self.eps, self.norm)
+        inner = resolve_inner(
+            self.name, self.attack, self.settings, self.eps, self.norm, self.early_stop
+        )
         object.__setattr__(self, "attack", inner)
         object.__setattr__(self, "settings", None)
         object.__setattr__(self, "norm", inner.norm)

@@ -129,7 +129,9 @@ def print_detector_report(rep: Any) -> None:
     if rep.adaptive is not None:
         rows.append(("adaptive", rep.adaptive))
     for label, o in rows:
-        table.add_row(label, _pct(o.fooled_model), _pct(o.detection_rate), _pct(o.defended_accuracy))
+        table.add_row(
+            label, _pct(o.fooled_model), _pct(o.detection_rate), _pct(o.defended_accuracy)
+        )
     console.print(table)
     c = rep.cost
     console.print(

@@ -200,7 +200,7 @@ def eval_command(
             }
             report = _run(
                 target, ds, eps_values, suite=suite, norm=norm, n=min(n, len(ds)),
-                batch_size=batch_size, seed=seed, out=out, resume=resume,
+                batch_size=batch_size, seed=seed, run_dir=out, resume=resume,
                 save_examples=save_examples, probe=probe, meta=meta,
                 stop_after_batches=stop_after_batches, show=rank == 0 and not json_out,
                 evaluate=evaluate,

@@ -260,7 +260,7 @@ class PGDTraining(AdversarialLoss):
 
 @dataclass(frozen=True, kw_only=True)
 class FGSMRSTraining(PGDTraining):
-    """"Fast" adversarial training (Wong, Rice & Kolter, ICLR 2020): one FGSM step of
+    """ "Fast" adversarial training (Wong, Rice & Kolter, ICLR 2020): one FGSM step of
     ``step_size`` (default ``1.25 * eps``) from a uniform random start in the eps-ball,
     projected back; train on the result. It is PGD with one step, and runs as such.
 
@@ -405,7 +405,7 @@ class OverfitGuard:
 
     def wrap(self, adversary: Any) -> Any:
         """The adversary, seen through a hook that lets the guard find the model."""
-        from advx.training import LossHook, TrainBatch
+        from advx.training import LossHook
 
         guard = self
 
@@ -512,7 +512,7 @@ def adversarial_train(
     Returns:
         The :class:`~advx.training.TrainResult` (``info`` as saved).
     """
-    from advx.data import load
+    from advx.data import ImageDataset, load
     from advx.models import save
     from advx.training import World, default_config, train
 
@@ -521,6 +521,11 @@ def adversarial_train(
         name, data = data, load(data, "train")
     else:
         name = getattr(data, "name", "custom")
+    if not isinstance(data, ImageDataset):
+        raise ConfigError(
+            f"adversarial_train trains image models; {name!r} is not an image dataset "
+            "(text adversaries register their own runner)"
+        )
     config = config or default_config(arch, name)
     world = world or World()
     watcher = None
@@ -528,7 +533,9 @@ def adversarial_train(
         guard = False  # text augmentation has no eps ball to watch
     if guard:
         if not hasattr(adversary, "recipe"):
-            raise ConfigError("the overfit guard needs an image adversary with an eps; pass guard=False")
+            raise ConfigError(
+                "the overfit guard needs an image adversary with an eps; pass guard=False"
+            )
         g = torch.Generator().manual_seed(config.seed + 17)
         perm = torch.randperm(len(data), generator=g)
         guard_size = max(1, min(guard_size, len(data) // 10))
@@ -545,7 +552,9 @@ def adversarial_train(
         if watcher is not None:
             watcher.on_step(info)
 
-    recipe = adversary.recipe() if hasattr(adversary, "recipe") else {"adv": type(adversary).__name__}
+    recipe = (
+        adversary.recipe() if hasattr(adversary, "recipe") else {"adv": type(adversary).__name__}
+    )
     result = train(
         arch, data, test=test, config=config, arch_kwargs=arch_kwargs, out=None,
         adversary=watcher.wrap(adversary) if watcher else adversary, world=world,

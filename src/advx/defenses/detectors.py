@@ -308,9 +308,9 @@ def load_detector(
 
     meta = read_detector_info(path)
     info = meta["model"]
-    if list(model.input_shape) != list(info.get("input_shape", [])) or model.num_classes != info.get(
-        "num_classes"
-    ):
+    if list(model.input_shape) != list(
+        info.get("input_shape", [])
+    ) or model.num_classes != info.get("num_classes"):
         raise CheckpointError(
             f"{path}: the detector was fitted on a model with input shape "
             f"{info.get('input_shape')} and {info.get('num_classes')} classes, not "

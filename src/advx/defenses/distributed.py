@@ -44,7 +44,7 @@ class DistributedWorld(World):
         (padded to a multiple of ``world_size``, every ``world_size``-th from ``rank``)."""
         from torch.utils.data import DistributedSampler
 
-        sampler = DistributedSampler(
+        sampler: DistributedSampler[int] = DistributedSampler(
             range(order.numel()),  # type: ignore[arg-type]  # any sized sequence works
             num_replicas=self.world_size,
             rank=self.rank,
@@ -102,9 +102,7 @@ def init_world(backend: str | None = None) -> World:
         raise ConfigError("the nccl backend needs CUDA; use gloo on CPU")
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise ConfigError(
-            f"WORLD_SIZE > 1 but {', '.join(missing)} not set; launch with torchrun"
-        )
+        raise ConfigError(f"WORLD_SIZE > 1 but {', '.join(missing)} not set; launch with torchrun")
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return DistributedWorld(rank=dist.get_rank(), world_size=dist.get_world_size(), backend=backend)

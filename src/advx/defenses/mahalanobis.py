@@ -81,7 +81,9 @@ class MahalanobisDetector(Detector):
         c = self.model.num_classes
         missing = sorted(set(range(c)) - set(y.unique().tolist()))
         if missing:
-            raise InputError(f"Mahalanobis fitting needs examples of every class; none of {missing}")
+            raise InputError(
+                f"Mahalanobis fitting needs examples of every class; none of {missing}"
+            )
         out = []
         with self.model.frozen_eval(), torch.no_grad():
             for i in range(0, x.shape[0], 500):
@@ -91,8 +93,10 @@ class MahalanobisDetector(Detector):
         means = torch.stack([f[y == k].mean(dim=0) for k in range(c)])  # (C, D)
         centred = f - means[y]
         cov = centred.T @ centred / f.shape[0]
-        cov += self.ridge * float(cov.diagonal().mean().clamp_min(1e-12)) * torch.eye(
-            cov.shape[0], dtype=cov.dtype
+        cov += (
+            self.ridge
+            * float(cov.diagonal().mean().clamp_min(1e-12))
+            * torch.eye(cov.shape[0], dtype=cov.dtype)
         )
         self.means.copy_(means.float())
         self.precision.copy_(torch.linalg.inv(cov).float())

@@ -38,6 +38,7 @@ def default_stopwords() -> frozenset[str]:
     )
 
 
+@lru_cache(maxsize=65536)
 def levenshtein(a: str, b: str) -> int:
     """Edit distance (insertions, deletions, substitutions, each costing 1).
 

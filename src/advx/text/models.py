@@ -29,7 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -529,6 +530,7 @@ class TextClassifier:
         self.class_names = tuple(clf.class_names)
         self.max_len = int(clf.input_shape[0])
         self.batch_size = batch_size
+        self._frozen = 0  # depth of attacking() contexts (skip re-freezing per call)
 
     @property
     def arch(self) -> str:
@@ -542,9 +544,18 @@ class TextClassifier:
             ids = nn.functional.pad(ids, (0, self.max_len - ids.shape[1]))
         return ids
 
-    def attacking(self) -> Any:
+    @contextmanager
+    def attacking(self) -> Iterator[TextClassifier]:
         """Eval mode and frozen parameters for the duration (restored exactly)."""
-        return self.clf.frozen_eval()
+        with self.clf.frozen_eval():
+            self._frozen += 1
+            try:
+                yield self
+            finally:
+                self._frozen -= 1
+
+    def _eval(self) -> Any:
+        return nullcontext() if self._frozen else self.clf.frozen_eval()
 
     def logits(self, texts: Sequence[str]) -> Tensor:
         """Logits ``(N, C)`` (differentiable w.r.t. trainable parameters)."""
@@ -556,7 +567,7 @@ class TextClassifier:
         """Class probabilities ``(N, C)``; eval mode, no gradients."""
         texts = list(texts)
         out = []
-        with self.clf.frozen_eval(), torch.no_grad():
+        with self._eval(), torch.no_grad():
             for i in range(0, len(texts), self.batch_size):
                 out.append(self.logits(texts[i : i + self.batch_size]).softmax(dim=1).cpu())
         return torch.cat(out) if out else torch.zeros(0, self.num_classes)
@@ -573,7 +584,7 @@ class TextClassifier:
         id -1 where a word is not exactly one token."""
         ids = self.encode([text])  # (1, L)
         where = self.net.token_positions(text, words, self.max_len)
-        with self.clf.frozen_eval(), torch.enable_grad():
+        with self._eval(), torch.enable_grad():
             e = self.net.embedding(ids).detach().requires_grad_(True)  # (1, L, d)
             logits = self.net.from_embeddings(e, ids != 0)
             loss = nn.functional.cross_entropy(logits, torch.tensor([int(label)]))

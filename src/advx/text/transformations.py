@@ -151,6 +151,43 @@ def char_edits(word: str, kind: str) -> list[str]:
     return uniq
 
 
+def random_char_edit(word: str, kind: str, rng: random.Random) -> str | None:
+    """One random edit of ``kind`` of ``word`` (position, then character, uniformly), or
+    None when ``word`` admits none. Same edits as :func:`char_edits`, without listing
+    them all (an insertion alone has ``26 * (len + 1)``)."""
+    n = len(word)
+    if kind == "swap":
+        spots = [j for j in range(n - 1) if word[j] != word[j + 1]]
+        if not spots:
+            return None
+        j = spots[rng.randrange(len(spots))]
+        return word[:j] + word[j + 1] + word[j] + word[j + 2 :]
+    if kind == "delete":
+        if n < 2:
+            return None
+        j = rng.randrange(n)
+        return word[:j] + word[j + 1 :]
+    if kind == "insert":
+        j = rng.randrange(n + 1)
+        ref = word[j - 1] if j else word[0]
+        return word[:j] + _like(rng.choice(string.ascii_lowercase), ref) + word[j:]
+    if kind in ("substitute", "keyboard", "homoglyph"):
+        options: list[tuple[int, str]] = []
+        for j, ch in enumerate(word):
+            if kind == "substitute" and ch.isascii() and ch.isalpha():
+                options.append((j, "".join(c for c in string.ascii_lowercase if c != ch.lower())))
+            elif kind == "keyboard" and KEYBOARD.get(ch.lower()):
+                options.append((j, KEYBOARD[ch.lower()]))
+            elif kind == "homoglyph" and ch in HOMOGLYPHS:
+                options.append((j, HOMOGLYPHS[ch]))
+        if not options:
+            return None
+        j, chars = options[rng.randrange(len(options))]
+        c = chars[rng.randrange(len(chars))]
+        return word[:j] + (c if kind == "homoglyph" else _like(c, word[j])) + word[j + 1 :]
+    raise InputError(f"unknown character edit {kind!r}; choose from {CHAR_EDITS}")
+
+
 @dataclass(frozen=True)
 class CharEdit(Transformation):
     """Character edits of one word, as in DeepWordBug (Gao et al. 2018, "Black-box
@@ -186,11 +223,12 @@ class CharEdit(Transformation):
             return []
         out: list[str] = []
         for kind in self.kinds:
-            options = char_edits(word, kind)
-            if self.random_one and options:
-                out.append(options[rng.randrange(len(options))])
+            if self.random_one:
+                w = random_char_edit(word, kind, rng)
+                if w is not None and w != word:
+                    out.append(w)
             else:
-                out += options
+                out += char_edits(word, kind)
         return out
 
 

@@ -1,0 +1,319 @@
+"""Black-box attacks: advx against peer libraries at equal query budgets.
+
+One process, one model (the zoo CNN trained on Fashion-MNIST, cached, as in
+bench/whitebox.py), the same test images for everyone (only those the model classifies
+correctly are attacked). Two contests:
+
+* Square Attack, linf, eps 0.1, at most ``--budget`` queries per image: advx ``square``
+  (its default ``p_init`` and the peers' 0.8), torchattacks ``Square`` (``n_queries =
+  budget``) and ART ``SquareAttack`` (which queries every image, fooled or not, once per
+  iteration and re-evaluates the loss of the current point, i.e. up to 3 queries per
+  iteration: ``max_iter = budget // 3 - 1`` keeps it within the budget).
+* HopSkipJump, l2, ``--hsj-budget`` queries per image on ``--hsj-n`` images: advx
+  ``hopskipjump`` with that ``max_queries``; ART ``HopSkipJump`` and Foolbox
+  ``HopSkipJumpAttack`` cannot be given a query budget, so their iteration count is set
+  to land just under it (their real query counts are reported).
+
+Queries are counted the same way for every method, by a counter wrapped around the model:
+every row the model evaluates is charged to the image it was derived from (the nearest
+clean image in linf, exact for Square's eps-ball) and includes each library's own clean
+checks (for advx: its clean check and final verification, besides the attack's own
+``result.queries``, reported separately). Success is recomputed with the model on the
+returned inputs, inside the threat model. Target: advx Square's success >= the best
+peer's at <= 0.7x that peer's mean queries.
+
+Run ``bash bench/setup.sh`` once, then ``bench/.venv/bin/python bench/blackbox.py``
+(torchattacks alone also works from the project's .venv). Writes
+``bench/results/blackbox.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Counted(nn.Module):
+    """The model, charging every evaluated row to the nearest clean image (linf)."""
+
+    def __init__(self, model: nn.Module, x: Tensor, attribute: bool) -> None:
+        super().__init__()
+        self.model, self.x, self.attribute = model, x.flatten(1), attribute
+        self.per_image = torch.zeros(len(x), dtype=torch.int64)
+        self.rows = 0
+
+    def forward(self, t: Tensor) -> Tensor:
+        self.rows += t.shape[0]
+        if self.attribute:
+            flat = t.detach().flatten(1).to(self.x)
+            for part in flat.split(64):
+                d = (part[:, None, :] - self.x[None]).abs().amax(dim=2)  # (rows, images)
+                self.per_image += torch.bincount(d.argmin(dim=1), minlength=len(self.x))
+        return self.model(t)
+
+    def reset(self) -> None:
+        self.per_image.zero_()
+        self.rows = 0
+
+
+def get_model(path: Path) -> Any:
+    """The zoo CNN on Fashion-MNIST: loaded from ``path``, or trained and saved there."""
+    from advx import models, training
+
+    if not (path / "model.json").exists():
+        print(f"training the zoo CNN on Fashion-MNIST into {path} (once; a few minutes)")
+        training.train("cnn", "fashion-mnist", out=path)
+    return models.load(path)
+
+
+# --------------------------------------------------------------------------- methods
+Run = Callable[[Counted], tuple[Tensor, Tensor | None]]  # -> (x_adv, advx attack queries)
+
+
+def advx_attack(slug: str, **kw: Any) -> Callable[[Tensor, Tensor], Run]:
+    def make(x: Tensor, y: Tensor) -> Run:
+        from advx.attacks import create
+        from advx.targets import WhiteBox
+
+        attack = create(slug, seed=0, **kw)
+
+        def run(model: Counted) -> tuple[Tensor, Tensor | None]:
+            white = WhiteBox(model, input_shape=tuple(x.shape[1:]), num_classes=10)
+            box = white.as_labels() if attack.access == 0 else white.as_scores()
+            r = attack(box, x, y)
+            return r.x_adv, r.queries
+
+        return run
+
+    return make
+
+
+def torchattacks_square(eps: float, budget: int, p_init: float) -> Callable[[Tensor, Tensor], Run]:
+    def make(x: Tensor, y: Tensor) -> Run:
+        import torchattacks
+
+        def run(model: Counted) -> tuple[Tensor, Tensor | None]:
+            atk = torchattacks.Square(model, eps=eps, n_queries=budget, p_init=p_init, seed=0)
+            return atk(x, y), None
+
+        return run
+
+    return make
+
+
+def _art(model: nn.Module, x: Tensor) -> Any:
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(
+        model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+        nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu",
+    )  # fmt: skip
+
+
+def art_square(eps: float, budget: int, p_init: float) -> Callable[[Tensor, Tensor], Run]:
+    def make(x: Tensor, y: Tensor) -> Run:
+        import numpy as np
+        from art.attacks.evasion import SquareAttack
+
+        def run(model: Counted) -> tuple[Tensor, Tensor | None]:
+            atk = SquareAttack(
+                _art(model, x), norm=np.inf, eps=eps, max_iter=budget // 3 - 1, p_init=p_init,
+                nb_restarts=1, batch_size=len(x), verbose=False,
+            )  # fmt: skip
+            return torch.from_numpy(atk.generate(x.numpy(), y.numpy())), None
+
+        return run
+
+    return make
+
+
+def art_hsj(iters: int) -> Callable[[Tensor, Tensor], Run]:
+    def make(x: Tensor, y: Tensor) -> Run:
+        from art.attacks.evasion import HopSkipJump
+
+        def run(model: Counted) -> tuple[Tensor, Tensor | None]:
+            atk = HopSkipJump(
+                _art(model, x), norm=2, max_iter=iters, max_eval=10000, init_eval=100,
+                init_size=100, batch_size=64, verbose=False,
+            )  # fmt: skip
+            return torch.from_numpy(atk.generate(x.numpy(), y.numpy())), None
+
+        return run
+
+    return make
+
+
+def foolbox_hsj(iters: int) -> Callable[[Tensor, Tensor], Run]:
+    def make(x: Tensor, y: Tensor) -> Run:
+        import foolbox as fb
+
+        def run(model: Counted) -> tuple[Tensor, Tensor | None]:
+            fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device="cpu")
+            atk = fb.attacks.HopSkipJumpAttack(
+                steps=iters, initial_gradient_eval_steps=100, max_gradient_eval_steps=10000,
+                constraint="l2",
+            )  # fmt: skip
+            raw, _, _ = atk(fmodel, x, y, epsilons=None)
+            return raw, None
+
+        return run
+
+    return make
+
+
+# ---------------------------------------------------------------------------- driver
+def contest(
+    name: str,
+    methods: dict[str, tuple[str, Callable[[Tensor, Tensor], Run]]],
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    norm: str,
+    eps: float,
+    attribute: bool,
+) -> list[dict[str, Any]]:
+    counted = Counted(model, x, attribute)
+    rows = []
+    for method, (lib, make) in methods.items():
+        try:
+            run = make(x, y)
+        except ImportError as e:
+            print(f"  {method}: skipped ({e})")
+            continue
+        counted.reset()
+        t0 = time.perf_counter()
+        x_adv, own = run(counted)
+        seconds = time.perf_counter() - t0
+        with torch.no_grad():
+            fooled = model(x_adv).argmax(1) != y
+        delta = (x_adv - x).flatten(1)
+        dist = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+        inside = dist <= eps + 1e-5
+        per = counted.per_image.float()
+        row = {
+            "contest": name,
+            "method": method,
+            "library": lib,
+            "version": md.version(lib),
+            "success_rate": float((fooled & inside).float().mean()),
+            "median_l2" if norm == "l2" else "median_linf": float(dist[fooled].median())
+            if bool(fooled.any())
+            else None,
+            "mean_queries": counted.rows / len(x),
+            "median_queries": float(per.median()) if attribute else None,
+            "max_queries": int(per.max()) if attribute else None,
+            "attack_mean_queries": None if own is None else float(own.float().mean()),
+            "attack_median_queries": None if own is None else float(own.float().median()),
+            "seconds": round(seconds, 2),
+        }
+        rows.append(row)
+        print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items() if k not in ("contest", "library")))  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=ROOT / ".cache" / "bench" / "cnn-fashion-mnist",
+                   help="checkpoint directory (trained there if missing)")  # fmt: skip
+    p.add_argument("--n", type=int, default=500, help="test images for Square")
+    p.add_argument("--eps", type=float, default=0.1, help="Square linf budget")
+    p.add_argument("--budget", type=int, default=1000, help="Square queries per image")
+    p.add_argument("--p-init", type=float, default=0.8, help="peers' (and advx's 2nd) p_init")
+    p.add_argument("--hsj-n", type=int, default=50, help="test images for HopSkipJump (0: skip)")
+    p.add_argument("--hsj-budget", type=int, default=2000, help="HopSkipJump queries per image")
+    p.add_argument("--hsj-iters", type=int, default=8, help="peers' HSJ iterations (~budget)")
+    p.add_argument("--hsj-eps", type=float, default=2.0, help="l2 radius counted as success")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default)")
+    p.add_argument("--only", nargs="*", default=None, help="run only these methods")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "blackbox.json")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from advx.data import load
+
+    model = get_model(args.model)
+    model.eval()
+    for q in model.parameters():
+        q.requires_grad_(False)
+    ds = load("fashion-mnist", "test", limit=max(args.n, args.hsj_n))
+    with torch.no_grad():
+        right = model(ds.x).argmax(1) == ds.y
+    clean = float(right[: args.n].float().mean())
+    keep = right.nonzero().flatten()
+    xs, ys = ds.x[keep[keep < args.n]], ds.y[keep[keep < args.n]]
+    xh, yh = ds.x[keep[keep < args.hsj_n]], ds.y[keep[keep < args.hsj_n]]
+
+    eps, budget, pi = args.eps, args.budget, args.p_init
+    square: dict[str, tuple[str, Callable[[Tensor, Tensor], Run]]] = {
+        "advx square": ("advx", advx_attack("square", eps=eps, max_queries=budget)),
+        f"advx square (p_init={pi:g})": (
+            "advx",
+            advx_attack("square", eps=eps, max_queries=budget, p_init=pi),
+        ),
+        "torchattacks square": ("torchattacks", torchattacks_square(eps, budget, pi)),
+        "ART square": ("adversarial-robustness-toolbox", art_square(eps, budget, pi)),
+    }
+    hsj: dict[str, tuple[str, Callable[[Tensor, Tensor], Run]]] = {
+        "advx hopskipjump": ("advx", advx_attack("hopskipjump", max_queries=args.hsj_budget)),
+        "ART hopskipjump": ("adversarial-robustness-toolbox", art_hsj(args.hsj_iters)),
+        "Foolbox hopskipjump": ("foolbox", foolbox_hsj(args.hsj_iters)),
+    }
+    if args.only:
+        square = {m: v for m, v in square.items() if m in args.only}
+        hsj = {m: v for m, v in hsj.items() if m in args.only}
+
+    print(f"Square linf eps={eps} budget={budget} on {len(ys)} correctly classified images "
+          f"(clean accuracy {100 * clean:.1f}% of {args.n}), torch threads {torch.get_num_threads()}")  # fmt: skip
+    rows = contest("square", square, model, xs, ys, norm="linf", eps=eps, attribute=True)
+    if args.hsj_n and hsj:
+        print(f"HopSkipJump l2 budget={args.hsj_budget} on {len(yh)} images")
+        rows += contest(
+            "hopskipjump", hsj, model, xh, yh, norm="l2", eps=args.hsj_eps, attribute=False
+        )
+
+    verdict: dict[str, Any] = {}
+    sq = [r for r in rows if r["contest"] == "square"]
+    ours = next((r for r in sq if r["method"] == "advx square"), None)
+    peers = [r for r in sq if r["library"] != "advx"]
+    if ours and peers:
+        best = max(peers, key=lambda r: (r["success_rate"], -r["mean_queries"]))
+        ratio = ours["mean_queries"] / best["mean_queries"]
+        verdict = {
+            "best_peer": best["method"],
+            "advx_success_minus_best_peer": round(ours["success_rate"] - best["success_rate"], 4),
+            "advx_mean_queries_ratio": round(ratio, 3),
+            "target_met": ours["success_rate"] >= best["success_rate"] and ratio <= 0.7,
+        }
+    print("\n" + "\n".join(f"{k}: {v}" for k, v in verdict.items()))
+    record = {
+        "config": {"n": len(ys), "eps": eps, "budget": budget, "p_init_peers": pi,
+                   "hsj_n": len(yh), "hsj_budget": args.hsj_budget, "hsj_iters": args.hsj_iters,
+                   "hsj_eps": args.hsj_eps, "clean_accuracy": clean, "model": str(args.model)},
+        "env": {"python": platform.python_version(), "torch": torch.__version__,
+                "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(), "machine": platform.machine()},
+        "results": rows,
+        "verdict": verdict,
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
