@@ -82,7 +82,7 @@ def run_one(name: str, adv: str | None, settings: dict[str, Any], args: argparse
     test = load("fashion-mnist", "test")
     out = ROOT / "bench" / "runs" / "defenses" / name
     checks: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if adv is None:
         res = train("cnn", "fashion-mnist", test=test, config=config, out=out)
     else:
@@ -92,7 +92,7 @@ def run_one(name: str, adv: str | None, settings: dict[str, Any], args: argparse
             on_check=lambda r: (checks.append(r), print(f"  {name} {r}", flush=True)),
         )  # fmt: skip
     train_seconds = res.history.seconds
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = args.n_robust
     eps = float(settings.get("eps", 0.1))
     row = {
@@ -109,6 +109,7 @@ def run_one(name: str, adv: str | None, settings: dict[str, Any], args: argparse
         "n_robust": n,
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),  # less sensitive than wall time to a busy machine
         "stopped": res.history.stopped,
         "overfit_checks": checks,
         "host": platform.node(),
@@ -117,14 +118,18 @@ def run_one(name: str, adv: str | None, settings: dict[str, Any], args: argparse
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'run':18} {'clean':>7} {'PGD-20@0.1':>10} {'PGD-20@own':>10} {'train s':>8}  stopped"
+    head = (
+        f"{'run':18} {'clean':>7} {'PGD-20@0.1':>10} {'PGD-20@own':>10} {'train s':>8} "
+        f"{'cpu s':>7}  stopped"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         own = r.get("pgd20_accuracy_own_eps")
         lines.append(
             f"{r['run']:18} {100 * r['clean_accuracy']:6.2f}% "
             f"{100 * r['pgd20_accuracy_eps0.1']:9.2f}% "
-            f"{'' if own is None else f'{100 * own:9.2f}%':>10} {r['train_seconds']:8.0f}  "
+            f"{'' if own is None else f'{100 * own:9.2f}%':>10} {r['train_seconds']:8.0f} "
+            f"{r.get('cpu_seconds', float('nan')):7.0f}  "
             f"{r.get('stopped') or ''}"
         )
     return "\n".join(lines)

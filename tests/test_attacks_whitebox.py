@@ -134,14 +134,19 @@ def test_deepfool_linf_step_on_binary_linear_model():
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_fab_converges_to_the_minimal_perturbation_of_a_binary_linear_model(norm):
     g = torch.Generator().manual_seed(4)
-    w, b = torch.randn(2, 10, generator=g, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
-    clf = _linear(w, b)
-    x = 0.45 + 0.1 * torch.rand(24, 10, generator=g, dtype=torch.float64)
+    w = torch.randn(2, 10, generator=g, dtype=torch.float64)
+    b = torch.stack([torch.zeros((), dtype=torch.float64), -0.5 * (w[1] - w[0]).sum()])
+    clf = _linear(w, b)  # the boundary passes through the centre of the box
+    x = 0.3 + 0.4 * torch.rand(24, 10, generator=g, dtype=torch.float64)
     y = clf(x).argmax(1)
     wd = w[1 - y] - w[y]
-    f = (x * wd).sum(1)
-    minimal = f.abs() / (wd.norm(dim=1) if norm == "l2" else wd.abs().sum(1))
-    assert float(minimal.max()) < 0.4  # the box does not bind: the closed form holds
+    f = (x * wd).sum(1) + b[1 - y] - b[y]
+    if norm == "l2":
+        minimal, step = f.abs() / wd.norm(dim=1), (f.abs() / wd.norm(dim=1) ** 2).unsqueeze(1) * wd
+    else:
+        minimal = f.abs() / wd.abs().sum(1)
+        step = minimal.unsqueeze(1) * wd.sign()
+    assert ((x + step) > 0).all() and ((x + step) < 1).all()  # the box does not bind
     fab = create("fab", norm=norm, steps=60)(WhiteBox(clf), x, y)
     df = create("deepfool", norm=norm)(WhiteBox(clf), x, y)
     assert fab.succeeded.all()
@@ -304,14 +309,14 @@ def test_fab_refuses_targets():
 
 @pytest.mark.parametrize(
     ("slug", "kwargs"),
-    [("apgd-ce", {"eps": 0.1, "steps": 20}), ("mi-fgsm", {"eps": 0.1, "steps": 10}),
-     ("apgd-t", {"eps": 0.1, "steps": 10})],
+    [("apgd-ce", {"eps": 0.2, "steps": 20}), ("mi-fgsm", {"eps": 0.3, "steps": 10}),
+     ("apgd-t", {"eps": 0.2, "steps": 10})],
 )  # fmt: skip
 def test_early_stop_saves_queries_not_success(slug, kwargs, digits_data, digits_mlp):
     x, y = digits_data[2][:150], digits_data[3][:150]
     early = create(slug, early_stop=True, **kwargs)(WhiteBox(digits_mlp), x, y)
     full = create(slug, early_stop=False, **kwargs)(WhiteBox(digits_mlp), x, y)
-    assert 0.2 < success_rate(full) < 0.9
+    assert success_rate(full) > 0.5
     assert abs(success_rate(early) - success_rate(full)) <= 0.01
     assert early.queries.float().mean() < 0.8 * full.queries.float().mean()
 

@@ -26,10 +26,10 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    """An MLP on digits, saved as an advx checkpoint."""
+    """Softmax regression on digits, saved as an advx checkpoint."""
     from advx import training
 
-    out = tmp_path_factory.mktemp("ckpt") / "mlp-digits"
+    out = tmp_path_factory.mktemp("ckpt") / "linear-digits"
     training.train(
         "mlp", "digits", config=training.default_config("mlp", "digits", epochs=10), out=out
     )

@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory) -> Path:
     from advx.training import default_config, train
 
     out = tmp_path_factory.mktemp("models") / "mlp"
-    train("mlp", "digits", config=default_config("mlp", "digits", epochs=15), out=out)
+    train("mlp", "digits", config=default_config("mlp", "digits", epochs=5), out=out)
     return out
 
 
@@ -36,28 +36,25 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _advx(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "advx", *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=timeout,
-        cwd=ROOT,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"advx {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+def _cli(*args: str, code: int = 0) -> str:
+    """Run the CLI in this process; check the exit code; return stdout."""
+    from typer.testing import CliRunner
+
+    from advx.cli import app
+
+    res = CliRunner().invoke(app, list(args))
+    assert res.exit_code == code, (res.exit_code, res.output, res.exception)
+    return res.stdout
 
 
 # A suite slow enough per batch to kill a run between batches (PGD without early stop).
-SLOW_SUITE = {"name": "slow", "attacks": [{"attack": "pgd", "steps": 60, "early_stop": False}]}
+SLOW_SUITE = {"name": "slow", "attacks": [{"attack": "pgd", "steps": 30, "early_stop": False}]}
 
 
 def _common(model_dir: Path, out: Path, suite: Path | str, *extra: str) -> list[str]:
     return [
         "eval", str(model_dir), "--suite", str(suite), "--eps", "0.05", "--eps", "0.1",
-        "--n", "240", "--batch-size", "30", "--out", str(out), "--probe", "0", "--json", *extra,
+        "-n", "240", "--batch-size", "30", "--out", str(out), "--probe", "0", "--json", *extra,
     ]  # fmt: skip
 
 
@@ -67,42 +64,41 @@ def reference(model_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("ref")
     suite = base / "slow.json"
     suite.write_text(json.dumps(SLOW_SUITE))
-    proc = _advx(*_common(model_dir, base / "run", suite))
-    return json.loads(proc.stdout), suite
+    return json.loads(_cli(*_common(model_dir, base / "run", suite))), suite
 
 
 def test_json_contract(model_dir, tmp_path):
-    proc = _advx(
+    out = _cli(
         "eval", str(model_dir), "--suite", "quick", "--eps", "0.1", "--eps", "8/255",
-        "--n", "60", "--out", str(tmp_path / "r"), "--probe", "20", "--json",
+        "-n", "60", "--out", str(tmp_path / "r"), "--probe", "20", "--json",
     )  # fmt: skip
-    body = json.loads(proc.stdout)
+    body = json.loads(out)
     assert {"clean_accuracy", "robust_accuracy", "per_attack", "flags", "seconds"} <= set(body)
     assert set(body["robust_accuracy"]) == {"0.1", repr(8 / 255)}
     assert set(body["per_attack"]) == {"fgsm", "pgd"}
     assert all(0 <= v <= body["clean_accuracy"] for v in body["robust_accuracy"].values())
     assert len(body["flags"]) == 7
-    run = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert run["meta"]["command"].startswith("advx eval ")
-    assert _advx("eval", "--list", "--json").stdout.count("apgd-ce") >= 2
+    assert _cli("eval", "--list", "--json").count("apgd-ce") >= 2
 
 
-def test_cli_errors_are_one_line(model_dir, tmp_path):
-    proc = _advx("eval", str(model_dir), "--suite", "nope", "--eps", "0.1", check=False)
-    assert (
-        proc.returncode == 2 and "unknown suite" in proc.stderr and "Traceback" not in proc.stderr
-    )
-    proc = _advx("eval", str(model_dir), "--suite", "quick", check=False)
-    assert proc.returncode == 2 and "--eps" in proc.stderr
+def test_cli_errors_are_one_line(model_dir):
+    from typer.testing import CliRunner
+
+    from advx.cli import app
+
+    res = CliRunner().invoke(app, ["eval", str(model_dir), "--suite", "nope", "--eps", "0.1"])
+    assert res.exit_code == 2 and "unknown suite" in res.stderr and res.exception is not None
+    assert "Traceback" not in res.stderr
+    res = CliRunner().invoke(app, ["eval", str(model_dir), "--suite", "quick"])
+    assert res.exit_code == 2 and "--eps" in res.stderr
 
 
 def test_stop_and_resume_equals_uninterrupted(model_dir, reference, tmp_path):
     ref, suite = reference
     out = tmp_path / "r"
-    stopped = _advx(*_common(model_dir, out, suite, "--stop-after-batches", "3"), check=False)
-    assert stopped.returncode == 3
-    assert json.loads(stopped.stdout)["batches"] == {"done": 3, "total": 8}
-    resumed = json.loads(_advx(*_common(model_dir, out, suite, "--resume")).stdout)
+    stopped = json.loads(_cli(*_common(model_dir, out, suite, "--stop-after-batches", "3"), code=3))
+    assert stopped["batches"] == {"done": 3, "total": 8} and not stopped["complete"]
+    resumed = json.loads(_cli(*_common(model_dir, out, suite, "--resume")))
     assert resumed["complete"]
     assert resumed["robust_accuracy"] == ref["robust_accuracy"]
     assert resumed["per_attack"] == ref["per_attack"]
@@ -131,7 +127,7 @@ def test_sigkill_and_resume_equals_uninterrupted(model_dir, reference, tmp_path)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     done = results.read_text().count('"batch_done"')
     assert 2 <= done < 8
-    resumed = json.loads(_advx(*_common(model_dir, out, suite, "--resume")).stdout)
+    resumed = json.loads(_cli(*_common(model_dir, out, suite, "--resume")))
     assert resumed["complete"]
     assert resumed["robust_accuracy"] == ref["robust_accuracy"]
     assert resumed["per_attack"] == ref["per_attack"]

@@ -71,3 +71,17 @@ def test_train_a_text_model_from_the_cli(tmp_path):
                                     "--limit", "400", "--epochs", "1", "--out", str(out), "--json"]))  # fmt: skip
     assert doc["arch"] == "bow" and 0 <= doc["test_accuracy"] <= 1
     assert load(out).predict_proba(["I love this car"]).shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_adversarial_training_from_the_cli(tmp_path):
+    out = tmp_path / "bow-adv"
+    doc = _json(runner.invoke(app, ["train", "--data", "tweets-binary", "--model", "bow", "--adv",
+                                    "deepwordbug", "--limit", "300", "--epochs", "2", "--out",
+                                    str(out), "--json"]))  # fmt: skip
+    rounds = doc["adversarial"]["rounds_log"]
+    assert doc["adversarial"]["adv"] == "deepwordbug" and len(rounds) == 2
+    assert all(r["attacked"] == 300 for r in rounds)
+    r = runner.invoke(app, ["train", "--data", "tweets-binary", "--model", "bow", "--adv", "pgd",
+                            "--eps", "0.1", "--out", str(tmp_path / "x")])  # fmt: skip
+    assert r.exit_code == 2 and "text" in r.output

@@ -89,6 +89,17 @@ def test_char_edits_change_exactly_one_character(word):
                 assert _osa(w, word) == 1
 
 
+@given(WORDS, st.integers(0, 2**32 - 1))
+@settings(max_examples=60, deadline=None)
+def test_random_char_edit_is_one_of_the_listed_edits(word, seed):
+    from advx.text.transformations import random_char_edit
+
+    for kind in CHAR_EDITS:
+        w = random_char_edit(word, kind, random.Random(seed))
+        listed = char_edits(word, kind)
+        assert (w is None and not listed) or w in listed
+
+
 def test_char_edit_specifics():
     assert char_edits("cat", "swap") == ["act", "cta"]
     assert set(char_edits("ab", "delete")) == {"a", "b"}

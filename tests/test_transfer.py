@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -226,3 +227,37 @@ def test_papernot_check_reads_the_matrix():
     partial = papernot_check(res, {"dnn": "dnn", "lr": "lr"})
     assert {c["id"]: c["holds"] for c in partial}["knn-robust-target"] is None
     assert list(itertools.islice((c["claim"] for c in partial), 1))
+
+
+def test_cli_transfer_then_report(tmp_path):
+    """Model directories in, matrix out (JSON and transfer.json), then `advx report`."""
+    from typer.testing import CliRunner
+
+    from advx.cli import app
+    from advx.training import default_config, train
+
+    dirs = {}
+    for arch in ("mlp", "logreg", "tree"):
+        dirs[arch] = tmp_path / arch
+        cfg = default_config(arch, "digits", epochs=5) if arch == "mlp" else None
+        train(arch, "digits", config=cfg, out=dirs[arch])
+    args = ["transfer", "--attack", "fgsm", "--eps", "0.2", "-n", "80", "--json"]
+    for d in dirs.values():
+        args += ["-s", str(d), "-t", str(d)]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert body["sources"] == body["targets"] == ["mlp", "logreg", "tree"]
+    assert body["routes"]["logreg"].startswith("linear") and body["routes"]["tree"].startswith(
+        "decision"
+    )
+    assert len(body["matrix"]) == 3 and all(len(r) == 3 for r in body["matrix"])
+    saved = TransferResult.load(tmp_path / "run")
+    assert saved.matrix == body["matrix"]
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "run"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "Transfer: run" in (tmp_path / "run" / "report.html").read_text()
+    # a bad attack name is a one-line error, not a traceback
+    res = CliRunner().invoke(app, ["transfer", "-s", str(dirs["mlp"]), "-t", str(dirs["tree"]),
+                                   "--eps", "0.1", "--attack", "nope"])  # fmt: skip
+    assert res.exit_code == 2 and "unknown attack" in res.stderr

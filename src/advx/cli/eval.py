@@ -135,7 +135,13 @@ def eval_command(
         [], "--eps", help="Budget(s), e.g. 0.1 or 8/255; repeat for a sweep (--eps 0.05 --eps 0.1)."
     ),
     norm: str = typer.Option("linf", help="Threat-model norm: linf or l2."),
-    n: int = typer.Option(1000, "--n", help="Number of examples (the first N of the split)."),
+    n: int = typer.Option(
+        1000,
+        "--n",
+        "-n",
+        help="Number of examples (the first N of the split). Under torchrun write -n: "
+        "torchrun's own parser mistakes --n for one of its options.",
+    ),
     batch_size: int = typer.Option(250, help="Examples per batch (unit of saving and resuming)."),
     seed: int = typer.Option(0, help="Seed every random choice derives from."),
     out: Path | None = typer.Option(

@@ -71,7 +71,10 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     list_: bool = typer.Option(False, "--list", help="List architectures and exit."),
     adv: str | None = typer.Option(
-        None, "--adv", help="Adversarial training: fgsm, fgsm-rs, pgd, trades (see advx.defenses)."
+        None,
+        "--adv",
+        help="Adversarial training: fgsm, fgsm-rs, pgd, trades (images); deepwordbug, pwws, "
+        "textfooler, hotflip (text augmentation). See advx.defenses.",
     ),
     eps: str | None = typer.Option(None, help="--adv budget (linf), e.g. 0.1 or 8/255."),
     steps: int | None = typer.Option(None, help="--adv pgd/trades: inner PGD steps (default 10)."),

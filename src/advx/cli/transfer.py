@@ -104,7 +104,7 @@ def transfer(
         help="Allow query-only sources (forests, kernel SVMs, URLs): craft on an MLP distilled "
         "from their labels of the training split.",
     ),
-    n: int = typer.Option(1000, "--n", help="Number of examples (the first N of the split)."),
+    n: int = typer.Option(1000, "--n", "-n", help="Number of examples (the first N of the split)."),
     batch_size: int = typer.Option(250, help="Examples per batch."),
     seed: int = typer.Option(0, help="Seed."),
     data: str | None = typer.Option(

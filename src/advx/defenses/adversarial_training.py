@@ -72,6 +72,20 @@ class AdversaryEntry:
 
 
 _ADVERSARIES: dict[str, AdversaryEntry] = {}
+_PLUGINS_LOADED = False
+
+
+def _load_plugins() -> None:
+    """Register the adversaries other packages provide, once, on first use: the text
+    recipes (deepwordbug, pwws, ...), which train by augmentation under the same --adv
+    option (kept lazy so importing this module does not import the text stack)."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    from advx.text.training import register_text_adversaries
+
+    register_text_adversaries()
 
 
 def register_adversary(
@@ -108,7 +122,9 @@ def register_adversary(
 
 
 def adversaries() -> dict[str, AdversaryEntry]:
-    """The registered adversaries by name."""
+    """The registered adversaries by name (image recipes here, text recipes from
+    :mod:`advx.text.training`)."""
+    _load_plugins()
     return dict(_ADVERSARIES)
 
 
@@ -119,6 +135,7 @@ def create_adversary(name: str, **settings: Any) -> Any:
     Raises:
         ConfigError: unknown name, or a setting this adversary does not take.
     """
+    _load_plugins()
     if name not in _ADVERSARIES:
         raise ConfigError(f"unknown adversary {name!r}; choose one of {sorted(_ADVERSARIES)}")
     entry = _ADVERSARIES[name]
@@ -373,8 +390,16 @@ class OverfitGuard:
             ``2.5 * eps / steps``.
         max_drop: collapse threshold on PGD accuracy, absolute (default 0.2 = 20 points).
         action: ``"stop"`` or ``"warn"``.
-        on_check: called with each measurement (progress display).
-        world: the training processes; the collapse decision is agreed across them.
+        every: check every this many optimisation steps instead of at epoch ends.
+        seed: seed of the PGD check's random start (the same at every check).
+        on_check: called with each measurement (a dict: epoch, step, clean_accuracy,
+            pgd_accuracy, best_pgd_accuracy, collapsed), e.g. for a progress display.
+        world: the training processes; they agree on the (mean) measurement, so all
+            stop at the same step.
+
+    Example:
+        >>> guard = OverfitGuard(x_held, y_held, eps=0.1)                     # doctest: +SKIP
+        >>> fit(model, data, config=cfg, adversary=guard.wrap(adv), on_step=guard.on_step)  # doctest: +SKIP
     """
 
     x: Tensor
@@ -387,11 +412,11 @@ class OverfitGuard:
     seed: int = 0
     on_check: Callable[[dict[str, Any]], None] | None = None
     world: World | None = None
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    collapsed: dict[str, Any] | None = None
-    _model: Classifier | None = field(default=None, repr=False)
-    _best: tuple[float, dict[str, Tensor]] | None = field(default=None, repr=False)
-    _steps_done: int = field(default=0, repr=False)
+    checks: list[dict[str, Any]] = field(default_factory=list, init=False)
+    collapsed: dict[str, Any] | None = field(default=None, init=False)
+    _model: Classifier | None = field(default=None, init=False, repr=False)
+    _best: tuple[float, dict[str, Tensor]] | None = field(default=None, init=False, repr=False)
+    _steps_done: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.action not in ("stop", "warn"):
@@ -529,8 +554,6 @@ def adversarial_train(
     config = config or default_config(arch, name)
     world = world or World()
     watcher = None
-    if getattr(adversary, "modality", "image") == "text":
-        guard = False  # text augmentation has no eps ball to watch
     if guard:
         if not hasattr(adversary, "recipe"):
             raise ConfigError(
@@ -570,12 +593,6 @@ def adversarial_train(
     return result
 
 
-# Text recipes (deepwordbug, pwws, ...) train by augmentation under the same --adv option.
-from advx.text.training import register_text_adversaries  # noqa: E402
-
-register_text_adversaries()
-
-
 def run_adversarial_training(
     name: str, arch: str, data: str | Any, *, settings: dict[str, Any], **train_kwargs: Any
 ) -> TrainResult:
@@ -590,6 +607,7 @@ def run_adversarial_training(
     """
     from advx.models import get_arch
 
+    _load_plugins()
     if name not in _ADVERSARIES:
         raise ConfigError(f"unknown adversary {name!r}; choose one of {sorted(_ADVERSARIES)}")
     entry = _ADVERSARIES[name]

@@ -35,8 +35,8 @@ def run(ctx: Any) -> None:
     """Train (or reuse) a tweet sentiment model and flip a self-driving-car tweet."""
     from advx.data import TextDataset
     from advx.data import load as load_data
-    from advx.errors import DataError
     from advx.demo.ch01_train import reusable
+    from advx.errors import DataError
     from advx.text import recipes
     from advx.text.models import load
     from advx.text.result import diff_html, diff_rich

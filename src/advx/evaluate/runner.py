@@ -23,7 +23,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,7 +43,13 @@ from advx.evaluate.records import (
     write_json,
 )
 from advx.evaluate.suites import ResolvedStep, Suite, load_suite, resolve
-from advx.evaluate.summary import RUN_JSON, SUMMARY_JSON, EvalReport, load_run, summarize
+from advx.evaluate.summary import (
+    RUN_JSON,
+    SUMMARY_JSON,
+    EvalReport,
+    load_run,
+    summarize_records,
+)
 from advx.targets import Access, Target
 
 log = logging.getLogger(__name__)
@@ -333,18 +339,19 @@ def evaluate(
         if writer is not None:
             writer.close()
 
+    def records() -> Iterator[dict[str, Any]]:
+        # streamed from disk (memory stays flat in n), or the in-memory list
+        return read_run(out) if out is not None else iter(memory)
+
     if stopped:
         log.info("stopped after %d batches as asked", finished_here)
-        if out is not None:
-            return summarize(list(read_run(out)), run, run_dir=out)
-        return summarize(memory, run)
+        return summarize_records(records, run, run_dir=out)
 
     _barrier(world)
     if rank == 0:
-        if out is not None and world > 1:
+        if out is not None and (world > 1 or any(out.glob("results.rank*.jsonl"))):
             merge(out)
-        records = list(read_run(out)) if out is not None else memory
-        if probe and not any(r["type"] == "probe" for r in records):
+        if probe and not any(r["type"] == "probe" for r in records()):
             t0 = time.perf_counter()
             measurements = _probe(
                 target, ds, records, n=n, eps_list=eps_list, norm=norm, seed=seed,
@@ -358,15 +365,16 @@ def evaluate(
             if out is not None:
                 with RecordWriter(out / RESULTS) as w:
                     w.write(rec)
-            records.append(rec)
-        report = summarize(records, run, run_dir=out)
+            else:
+                memory.append(rec)
+        report = summarize_records(records, run, run_dir=out)
         if out is not None:
             body = report.to_json()
             body["wall_seconds"] = round(time.perf_counter() - t_start, 3)
             write_json(out / SUMMARY_JSON, body)
     _barrier(world)
-    if rank != 0 and out is not None:
-        report = summarize(list(read_run(out)), run, run_dir=out)
+    if rank != 0:
+        report = summarize_records(records, run, run_dir=out)
     return report
 
 
@@ -593,7 +601,7 @@ def _save_examples(
 def _probe(
     target: Target,
     ds: EvalData,
-    records: list[dict[str, Any]],
+    records: Callable[[], Iterator[dict[str, Any]]],
     *,
     n: int,
     eps_list: tuple[float, ...],
@@ -612,7 +620,7 @@ def _probe(
     survivors = None
     if not has_blackbox:
         white = {s.index for s in steps if s.available and s.access == "gradients"}
-        alive = _survivors(records, ei, white, limit=size)
+        alive = _survivors(records(), ei, white, limit=size)
         if alive:
             sx, sy = _gather(ds, alive)
             survivors = (sx, sy)
@@ -623,7 +631,9 @@ def _probe(
     )
 
 
-def _survivors(records: list[dict[str, Any]], ei: int, white: set[int], *, limit: int) -> list[int]:
+def _survivors(
+    records: Iterable[dict[str, Any]], ei: int, white: set[int], *, limit: int
+) -> list[int]:
     """Indices robust after every white-box step at eps index ``ei`` (first ``limit``)."""
     clean: dict[int, list[int]] = {}
     broken: set[int] = set()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,17 +124,24 @@ def summarize(records: Any, run: dict[str, Any], *, run_dir: Path | None = None)
     list; pass a run directory via :func:`summarize_dir` to stream from disk) under the
     run description ``run`` (the content of ``run.json``)."""
     recs = records if isinstance(records, list) else list(records)
-    return _summarize(lambda: iter(recs), run, run_dir)
+    return summarize_records(lambda: iter(recs), run, run_dir=run_dir)
 
 
 def summarize_dir(run_dir: Path) -> EvalReport:
     """The :class:`EvalReport` of a run directory, streaming its results file(s)."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    return _summarize(lambda: read_run(run_dir), run, run_dir)
+    return summarize_records(lambda: read_run(run_dir), run, run_dir=run_dir)
 
 
-def _summarize(source: Any, run: dict[str, Any], run_dir: Path | None) -> EvalReport:
+def summarize_records(
+    source: Callable[[], Iterable[dict[str, Any]]],
+    run: dict[str, Any],
+    *,
+    run_dir: Path | None = None,
+) -> EvalReport:
+    """Aggregate the records yielded by ``source()`` (called twice: two streaming passes,
+    so a results file of any size is read in constant memory) under ``run``."""
     cfg = run["config"]
     eps = tuple(float(e) for e in cfg["eps"])
     steps: list[dict[str, Any]] = run["steps"]

@@ -210,7 +210,10 @@ def textfooler(
       whether the two words can share a part of speech (context-free);
     * the paper compares the window against the *previous* text and its released code
       skips the check for short texts; advx compares against the original (stricter:
-      similarity cannot drift step by step).
+      similarity cannot drift step by step);
+    * when several swaps of a word flip the label, the paper keeps the one most similar
+      to the original; advx keeps the one the model is most confident about (one
+      search loop for all recipes; both pass the same similarity floor).
     """
     from advx.text.embeddings import WordEmbeddings
 

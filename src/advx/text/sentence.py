@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from advx.errors import InputError
 
@@ -89,9 +90,9 @@ class Sentence:
         gaps.append(text[pos:])
         return cls(tuple(words), tuple(gaps))
 
-    @property
+    @cached_property
     def text(self) -> str:
-        """The sentence as a string."""
+        """The sentence as a string (computed once)."""
         parts = [self.gaps[0]]
         for w, g in zip(self.words, self.gaps[1:], strict=True):
             parts.append(w)
