@@ -29,7 +29,7 @@ def square_fraction(p_init: float, it: int, n_iters: int) -> float:
 def _margin_loss(probs: Tensor, y: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
     """(margin, loss), both ``(N,)`` and minimised; margin < 0 means fooled. Untargeted:
     margin = loss = ``log p_y - max_{j!=y} log p_j``; targeted: loss = CE of the target."""
-    logp = probs.clamp_min(1e-30).log()
+    logp = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
     c = y if targets is None else targets
     own = logp.gather(1, c.unsqueeze(1)).squeeze(1)
     other = logp.scatter(1, c.unsqueeze(1), float("-inf")).amax(dim=1)
@@ -156,7 +156,7 @@ def square(
     eps: float,
     norm: str = "linf",
     steps: int = 10000,
-    p_init: float = 0.05,
+    p_init: float | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
     targets: Tensor | None = None,
     early_stop: bool = True,
@@ -170,7 +170,8 @@ def square(
     paper's schedule, :func:`square_fraction`), queries it and keeps it when the loss
     decreases. Each example stops as soon as it is fooled or out of budget; the run
     lasts at most ``steps`` queries per example (init included), and the schedule is
-    scaled to ``min(steps, remaining budget)``.
+    scaled to ``min(steps, remaining budget)``. ``p_init=None``: 0.8 on images of at most
+    32x32 pixels, else 0.05 (linf) / 0.1 (l2).
 
     Returns ``(N, C, H, W)``: the best point found for each example.
     """
@@ -178,6 +179,8 @@ def square(
         raise InputError(f"square needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
     g = generator or torch.default_generator
     n, c, h, w = x.shape
+    if p_init is None:
+        p_init = 0.8 if h * w <= 32 * 32 else (0.05 if norm == "linf" else 0.1)
     if norm == "linf":
         stripes = torch.randint(0, 2, (n, c, 1, w), generator=g).to(x) * 2 - 1
         x_best = clip_to_bounds(x + eps * stripes, bounds)
@@ -227,9 +230,10 @@ class Square(Attack):
     Args:
         steps: queries per example of the paper's loop, init included (default 10000, the
             paper's budget); the ``p`` schedule is scaled to ``min(steps, max_queries)``.
-        p_init: initial share of the image a square covers (default 0.05 for linf, the
-            paper's ImageNet value; the paper uses 0.1 for l2 and larger values, up to
-            0.8, on small images; ``None`` picks 0.05/0.1).
+        p_init: initial share of the image a square covers. Default (``None``): 0.8 on
+            images of at most 32x32 pixels (AutoAttack's and torchattacks' value; on the
+            Fashion-MNIST CNN 0.3-0.8 all beat 0.05 within 1000 queries), else the
+            paper's ImageNet values, 0.05 (linf) and 0.1 (l2).
         norm: ``"linf"`` (stripes init, ``±eps`` squares) or ``"l2"`` (pseudo-Gaussian
             init and window updates).
 
@@ -264,8 +268,7 @@ class Square(Attack):
         bounds: tuple[float, float],
         generator: torch.Generator,
     ) -> Tensor:
-        p = self.p_init if self.p_init is not None else (0.05 if self.norm == "linf" else 0.1)
         return square(
-            model, x, y, eps=eps, norm=self.norm, steps=self.steps, p_init=p,
+            model, x, y, eps=eps, norm=self.norm, steps=self.steps, p_init=self.p_init,
             bounds=bounds, targets=targets, early_stop=self.early_stop, generator=generator,
         )  # fmt: skip

@@ -295,6 +295,7 @@ def decide(
     robust_accuracy: Mapping[float, float],
     n_correct: int,
     blackbox_gain: Mapping[float, tuple[int, int]] | None = None,
+    white_box_ran: bool = True,
 ) -> list[dict[str, Any]]:
     """Turn probe measurements and run totals into flag records (all seven, in order).
 
@@ -306,6 +307,8 @@ def decide(
         blackbox_gain: eps -> (examples broken only by black-box steps, examples that were
             still robust when the first black-box step started); None if the suite has no
             black-box step that ran.
+        white_box_ran: False when no white-box step could run (e.g. a score-only target):
+            there is nothing for a black-box attack to beat.
     """
     m = dict(measurements or {})
     flags: list[dict[str, Any]] = []
@@ -442,8 +445,12 @@ def decide(
                 **rs,
             )
         )
+    elif not white_box_ran:
+        flags.append(
+            flag("black-box-beats-white-box", None, "not checked (no white-box step could run)")
+        )
     else:
-        flags.append(flag("black-box-beats-white-box", None, "not checked (no examples survived)"))
+        flags.append(flag("black-box-beats-white-box", None, "not checked (no probe)"))
     return flags
 
 

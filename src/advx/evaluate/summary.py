@@ -226,6 +226,7 @@ def summarize_records(
         robust_accuracy=robust,
         n_correct=n_correct,
         blackbox_gain=gain or None,
+        white_box_ran=any(s["available"] and s.get("access") == "gradients" for s in steps),
     )
     return EvalReport(
         n=n,

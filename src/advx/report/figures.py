@@ -82,7 +82,7 @@ def _to_display(img: Tensor, bounds: tuple[float, float]) -> tuple[Any, str | No
 
 
 def _label(name: str, conf: float) -> str:
-    return name if math.isnan(conf) else f"{name} {100 * conf:.0f}%"
+    return name if math.isnan(conf) else f"{name} ({100 * conf:.0f}%)"
 
 
 def _new_figure(rows: int, cols: int, cell: float) -> Any:
