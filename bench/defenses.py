@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS: list[tuple[str, str | None, dict[str, Any]]] = [
     ("standard", None, {}),
     ("fgsm-rs", "fgsm-rs", {"eps": 0.1}),
-    ("fgsm", "fgsm", {"eps": 0.1}),
     ("pgd", "pgd", {"eps": 0.1, "steps": 10}),
     ("trades", "trades", {"eps": 0.1, "steps": 10, "beta": 6.0}),
+    ("fgsm", "fgsm", {"eps": 0.1}),
     ("standard-seed1", None, {"seed": 1}),
     ("fgsm-eps0.02", "fgsm", {"eps": 0.02}),
     ("fgsm-eps0.05", "fgsm", {"eps": 0.05}),
@@ -195,15 +195,21 @@ def main() -> None:
         detectors(args)
         return
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    done: dict[str, dict[str, Any]] = {}
-    if args.results.exists():
-        for line in args.results.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("epochs") == args.epochs:
-                    done[row["run"]] = row
+
+    def finished() -> dict[str, dict[str, Any]]:  # re-read: several processes may share it
+        rows: dict[str, dict[str, Any]] = {}
+        if args.results.exists():
+            for line in args.results.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    if row.get("epochs") == args.epochs:
+                        rows[row["run"]] = row
+        return rows
+
+    done = finished()
     if not args.table:
         for name, adv, settings in RUNS:
+            done = finished()
             if (args.only and name not in args.only) or name in done:
                 continue
             print(f"== {name} ({args.epochs} epochs)", flush=True)

@@ -195,13 +195,17 @@ def test_generic_list_covers_the_new_attacks():
         assert slug in GENERIC
 
 
-@pytest.mark.parametrize("slug", GENERIC)
-@settings(max_examples=3, deadline=None, derandomize=True, phases=[Phase.generate],
+SLUG_NORMS = [(s, n) for s in GENERIC for n in get(s).cls.norms]
+
+
+@pytest.mark.parametrize(("slug", "norm"), SLUG_NORMS)
+@settings(max_examples=2, deadline=None, derandomize=True, phases=[Phase.generate],
           suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 @given(data=st.data())
-def test_properties_of_every_attack(slug, data):
+def test_properties_of_every_attack(slug, norm, data):
+    """Ball and bounds, dtype, bitwise reproducibility, mode and requires_grad restored,
+    budget respected, for every norm each attack supports."""
     cls = get(slug).cls
-    norm = data.draw(st.sampled_from(cls.norms), label="norm")
     dtype = data.draw(st.sampled_from([torch.float32, torch.float64]), label="dtype")
     scale = data.draw(st.sampled_from([0.25, 1.0, 3.0]), label="eps scale")
     seed = data.draw(st.integers(0, 2**16), label="seed")
@@ -230,6 +234,17 @@ def test_properties_of_every_attack(slug, data):
         dist = norm_of(a.x_adv - x, norm)
         assert float(dist.max()) <= eps * (1 + 1e-5) + 1e-6
     assert int(a.queries.sum()) <= 100 * len(x)
+
+
+@pytest.mark.parametrize("slug", GENERIC)
+def test_float64_inputs_stay_float64(slug):
+    clf, x, y = _tiny(torch.float64)
+    cls = get(slug).cls
+    norm = cls.norms[0]
+    r = _make(slug, eps=None if cls.minimal else EPS[norm], norm=norm, max_queries=100)(
+        WhiteBox(clf), x, y
+    )
+    assert r.x_adv.dtype == torch.float64 and r.distance.isfinite().all()
 
 
 @pytest.mark.parametrize("slug", GENERIC)

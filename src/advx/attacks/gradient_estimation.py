@@ -91,16 +91,25 @@ class _LogProbs(torch.autograd.Function):
         return ctx.src.gradient(x, grad_out), None
 
 
-class EstimatedGradients(Query):
+def _log(p: Tensor) -> Tensor:
+    return p.clamp_min(torch.finfo(p.dtype).tiny).log()
+
+
+class EstimatedGradients:
     """A score model seen as a differentiable "logits" model: calling it returns
     log-probabilities ``(N, K)`` (one query per row) whose backward pass estimates the
     input gradient with :func:`estimate_gradient` (``samples`` queries per row).
 
-    Works on an :class:`~advx.targets.Query` (queries are charged per example, and
-    ``at()``/:func:`~advx.targets.restrict` narrow it like any view) or on a plain
-    callable ``x -> probabilities``. Examples whose budget cannot pay for a forward pass
-    get their last seen log-probabilities (no query); those that cannot pay for a
-    gradient get a zero gradient, so a gradient attack leaves them where they are.
+    ``scores`` is a plain callable ``x -> probabilities`` or a scores
+    :class:`~advx.targets.Query`; for the latter use :func:`estimated` (or
+    :meth:`view`), which keeps per-example charging and narrowing with
+    :func:`~advx.targets.restrict`. With a budget, examples that cannot pay for a forward
+    pass get their last seen log-probabilities (no query), and those that cannot pay for
+    a gradient get a zero gradient, so a gradient attack leaves them where they are.
+
+    Example:
+        >>> box = ScoreBox(fn, input_shape=(20,), num_classes=4)     # doctest: +SKIP
+        >>> logp = EstimatedGradients(box.scores, samples=100)(x.requires_grad_())  # doctest: +SKIP
     """
 
     def __init__(
@@ -114,26 +123,24 @@ class EstimatedGradients(Query):
         generator: torch.Generator | None = None,
         _last: dict[str, Tensor] | None = None,
     ) -> None:
-        if isinstance(scores, Query):
-            super().__init__(scores.oracle, scores.idx, "logits")
         self.scores = scores
         self.estimator, self.samples, self.sigma = estimator, samples, sigma
         self.bounds, self.generator = bounds, generator
         self._last = {} if _last is None else _last  # "logp": (n_oracle, K), shared by views
 
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "estimator": self.estimator, "samples": self.samples, "sigma": self.sigma,
-            "bounds": self.bounds, "generator": self.generator, "_last": self._last,
-        }  # fmt: skip
-
     def at(self, sub: Tensor) -> EstimatedGradients:
+        """The same estimator over examples ``sub`` of a Query (itself otherwise)."""
         if not isinstance(self.scores, Query):
             return self
-        return EstimatedGradients(self.scores.at(sub), **self._settings())
+        return EstimatedGradients(
+            self.scores.at(sub), estimator=self.estimator, samples=self.samples,
+            sigma=self.sigma, bounds=self.bounds, generator=self.generator, _last=self._last,
+        )  # fmt: skip
 
-    def __len__(self) -> int:
-        return len(self.scores) if isinstance(self.scores, Query) else 0
+    def view(self) -> Callable[[Tensor], Tensor]:
+        """A :class:`~advx.targets.Query` over the same examples (for a Query ``scores``),
+        else this callable."""
+        return EstimatedQuery(self) if isinstance(self.scores, Query) else self
 
     def __call__(self, x: Tensor) -> Tensor:
         return _LogProbs.apply(x, self)  # type: ignore[no-any-return]
@@ -153,7 +160,7 @@ class EstimatedGradients(Query):
         of examples out of budget get their example's last seen value (uniform if none)."""
         ok, fn = self._rows(x, 1)
         okd = ok.to(x.device)
-        got = fn(x[okd]).clamp_min(1e-30).log().to(x.dtype) if bool(okd.any()) else None
+        got = _log(fn(x[okd])).to(x.dtype) if bool(okd.any()) else None
         if not isinstance(self.scores, Query):
             return got if got is not None else x.new_zeros(0)
         oracle = self.scores.oracle
@@ -176,13 +183,40 @@ class EstimatedGradients(Query):
             w = grad_out[okd].repeat_interleave(self.samples, dim=0)  # (m * samples, K)
 
             def f(pts: Tensor) -> Tensor:
-                return (fn(pts).clamp_min(1e-30).log().to(w.dtype) * w).sum(dim=1)
+                return (_log(fn(pts)).to(w.dtype) * w).sum(dim=1)
 
             grad[okd] = estimate_gradient(
                 f, x[okd], estimator=self.estimator, samples=self.samples, sigma=self.sigma,
                 bounds=self.bounds, generator=self.generator,
             )  # fmt: skip
         return grad
+
+
+class EstimatedQuery(Query):
+    """:class:`EstimatedGradients` over a scores Query, itself a Query (of kind
+    ``"logits"``) so white-box attack code narrows it with ``restrict()`` and reads
+    ``exhausted``/``remaining`` as usual; queries are charged to the underlying view."""
+
+    def __init__(self, est: EstimatedGradients) -> None:
+        if not isinstance(est.scores, Query):
+            raise InputError("EstimatedQuery needs an estimator over a Query")
+        super().__init__(est.scores.oracle, est.scores.idx, "logits")
+        self.est = est
+
+    def at(self, sub: Tensor) -> EstimatedQuery:
+        return EstimatedQuery(self.est.at(sub))
+
+    def as_kind(self, kind: str) -> Query:
+        raise InputError("an estimated-gradient view has one kind: log-probabilities")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.est(x)
+
+
+def estimated(scores: Callable[[Tensor], Tensor], **settings: Any) -> Callable[[Tensor], Tensor]:
+    """``scores`` (a plain callable or a scores Query) as a "logits" model with estimated
+    gradients; ``settings`` as for :class:`EstimatedGradients`."""
+    return EstimatedGradients(scores, **settings).view()
 
 
 def resolve_inner(
@@ -289,7 +323,7 @@ class Estimated(Attack):
         bounds: tuple[float, float],
         generator: torch.Generator,
     ) -> Tensor:
-        est = EstimatedGradients(
+        est = estimated(
             model, estimator=self.estimator, samples=self.samples, sigma=self.sigma,
             bounds=bounds, generator=generator,
         )  # fmt: skip
