@@ -261,3 +261,10 @@ def test_cli_transfer_then_report(tmp_path):
     res = CliRunner().invoke(app, ["transfer", "-s", str(dirs["mlp"]), "-t", str(dirs["tree"]),
                                    "--eps", "0.1", "--attack", "nope"])  # fmt: skip
     assert res.exit_code == 2 and "unknown attack" in res.stderr
+
+
+def test_linear_models_transfer_to_each_other(sk, test_set):
+    """Papernot et al. (2016): LR samples cross a linear SVM's boundary too."""
+    x, y = test_set
+    res = transfer_matrix({"lr": sk["lr"]}, {"svm": sk["svm"]}, (x, y), eps=0.2, attack="fgsm")
+    assert res.rate("lr", "svm") > 0.5

@@ -174,9 +174,10 @@ def transfer(
     out: Path | None = typer.Option(None, "--out", help="Save the matrix as JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no table."),
 ) -> None:
-    """Cross-model generalisation: adversarial texts crafted on each source, evaluated
-    on each target. A cell counts texts that fooled the source and that the target
-    classified correctly before; it is the share the target now gets wrong.
+    """Cross-model generalisation: craft adversarial texts on each source, evaluate on each target.
+
+    A cell counts texts that fooled the source and that the target classified correctly
+    before; it is the share the target now gets wrong.
 
     Example: advx text transfer --source runs/tweets-wordcnn --target runs/tweets-lstm
     """

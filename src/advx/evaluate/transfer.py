@@ -371,10 +371,21 @@ def transfer_matrix(
     if ensemble:
         srcs = [ensemble_source(sources, eps=eps, attack=attack, norm=norm, settings=settings)]
     else:
+        x0, _ = ds.batch(0, 1)
+        lo, hi = getattr(data, "bounds", None) or (0.0, 1.0)
         srcs = [
             s
             if isinstance(s, Source)
-            else make_source(s, name=k, eps=eps, attack=attack, norm=norm, settings=settings)
+            else make_source(
+                s,
+                name=k,
+                eps=eps,
+                attack=attack,
+                norm=norm,
+                settings=settings,
+                input_shape=tuple(x0.shape[1:]),
+                bounds=(float(lo), float(hi)),
+            )  # fmt: skip
             for k, s in sources.items()
         ]
     tgts = {k: _labels_of(_query_target(m, k)) for k, m in targets.items()}
