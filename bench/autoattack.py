@@ -70,7 +70,9 @@ def compare(model: Any, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict[st
     ours = rep.robust_accuracy[eps]
 
     t0 = time.perf_counter()
-    aa = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
+    aa = torchattacks.AutoAttack(
+        model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0
+    )
     x_aa = aa(x, y)
     t_aa = time.perf_counter() - t0
     theirs = robust_accuracy(model, x_aa, y)
@@ -120,7 +122,9 @@ def goodfellow(dataset: str, n: int | None) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000, help="test images (first N)")
-    ap.add_argument("--eps", type=float, action="append", help="linf budget(s); default 0.1 and 0.03")
+    ap.add_argument(
+        "--eps", type=float, action="append", help="linf budget(s); default 0.1 and 0.03"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--model", type=Path, default=None, help="model directory (default zoo CNN)")
     ap.add_argument("--skip-autoattack", action="store_true", help="only the Goodfellow part")

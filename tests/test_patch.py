@@ -76,7 +76,8 @@ def test_patch_beats_no_patch_and_noise_on_fashion_mnist(fmnist_cnn, fmnist_test
     assert res.baseline_rate is not None and res.control_rate is not None
     assert res.success_rate is not None
     # on this CNN (not translation invariant) a universal 25%-area patch wins about a
-    # third of random placements; the model alone and a noise patch almost never say Bag
+    # quarter of random placements (measured 0.26); the model alone never says Bag for
+    # these images and a noise patch of the same size rarely does (0.06)
     rates = (res.success_rate, res.baseline_rate, res.control_rate)
     assert res.baseline_rate < 0.02, rates
     assert res.success_rate > 0.15, rates

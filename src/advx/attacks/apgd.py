@@ -29,6 +29,10 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({math.ceil(round(q * steps, 9)) for q in p[1:]} - {0})
 
 
+def _at(t: Tensor | None, idx: Tensor) -> Tensor | None:
+    return None if t is None else t[idx]
+
+
 def _apgd_run(
     model: Model, x: Tensor, y: Tensor, t_goal: Tensor | None, t_loss: Tensor | None,
     lossf: Loss, *, eps: float, steps: int, norm: str, bounds: tuple[float, float],
@@ -38,7 +42,6 @@ def _apgd_run(
     """One APGD run (Algorithm 1 of the paper). Returns ``(x_out, f_max, fooled)``:
     the fooling iterate where one was found, else the highest-loss point."""
     n = x.shape[0]
-    sub = lambda t, i: None if t is None else t[i]  # noqa: E731
     x_cur = random_start(x, eps, norm, bounds, generator) if random_init else x.clone()
     logits, grad = input_gradient(model, x_cur, y, t_loss, lossf)
     f_cur = lossf(logits, y, t_loss).detach()
@@ -66,7 +69,7 @@ def _apgd_run(
             xc + a * (z - xc) + (1 - a) * (xc - x_prev[active]), x0, eps, norm, bounds
         )
         x_prev[active], x_cur[active] = xc, xn
-        ya, ta = y[active], sub(t_loss, active)
+        ya, ta = y[active], _at(t_loss, active)
         logits, g = input_gradient(restrict(model, active), xn, ya, ta, lossf)
         f = lossf(logits, ya, ta).detach()
         grad[active] = g
@@ -75,7 +78,7 @@ def _apgd_run(
         better = f > f_max[active]
         i = active[better]
         x_max[i], f_max[i], g_max[i] = xn[better], f[better], g[better]
-        hit = is_adversarial(logits, ya, sub(t_goal, active))
+        hit = is_adversarial(logits, ya, _at(t_goal, active))
         x_found[active[hit]] = xn[hit]
         found[active[hit]] = True
         if t in marks:

@@ -85,8 +85,13 @@ def _parse_as(raw: str, tp: Any) -> Any:
 
 def attack_fields(cls: type) -> dict[str, Any]:
     """The settings of an attack class: field name -> resolved type."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints.get(f.name, str) for f in dataclasses.fields(cls) if f.init}
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError:  # an annotation names a type-checking-only import
+        hints = {}
+    # unresolvable annotations: accept a bool, int, float or string, in that order
+    loose = bool | int | float | str
+    return {f.name: hints.get(f.name, loose) for f in dataclasses.fields(cls) if f.init}
 
 
 def build_settings(slug: str, options: dict[str, Any], assignments: list[str]) -> dict[str, Any]:

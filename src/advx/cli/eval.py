@@ -168,10 +168,9 @@ def eval_command(
 ) -> None:
     """Robust accuracy under a suite of attacks (worst case per example), with red-flag checks.
 
-    Clean accuracy first; then each attack of the suite runs only on the examples still
-    robust. Results stream to RUN_DIR/results.jsonl; --resume continues a killed run.
+    Clean accuracy first; then each attack of the suite runs only on the examples still robust. Results stream to RUN_DIR/results.jsonl; --resume continues a killed run. Under torchrun, each process takes its share of the batches and rank 0 merges.
 
-    Example: advx eval runs/demo/model --suite standard --eps 0.1 --n 1000
+    Example: advx eval runs/demo/models/fashion-mnist-cnn --suite standard --eps 0.1 -n 1000
     """
     with user_errors():
         if list_:

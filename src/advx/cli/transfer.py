@@ -118,8 +118,7 @@ def transfer(
 ) -> None:
     """Transfer matrix: craft on each source, evaluate on every target.
 
-    A cell is the share of examples both models classify correctly that the source's
-    adversarial version fools on the target.
+    A cell is the share of examples both models classify correctly whose adversarial version, crafted on the source, fools the target. Non-neural sources use documented routes (docs/TRANSFER.md).
 
     Example: advx transfer -s runs/cnn -s runs/mlp -t runs/mlp -t runs/tree --attack mi-fgsm --eps 0.1
     """

@@ -73,8 +73,9 @@ def run(ctx: DemoContext) -> None:
             )  # fmt: skip
 
     table = Table(title=f"white-box attacks on the {dataset} model, linf eps={eps:g}")
-    for col in ("attack", "goal", "examples", "success", "robust acc", "passes/ex", "seconds"):
-        table.add_column(col, justify="left" if col in ("attack", "goal") else "right")
+    for col in ("attack", "goal", "images", "success", "robust acc", "passes", "seconds"):
+        left = col in ("attack", "goal")
+        table.add_column(col, justify="left" if left else "right", no_wrap=left)
     summaries = {k: summary(r) for k, r in results.items()}
     clean = summaries["fgsm"]["clean_accuracy"]
     table.add_row("none", "—", str(len(y)), "—", f"{100 * clean:.1f}%", "—", "—")
