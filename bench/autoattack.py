@@ -65,7 +65,8 @@ def compare(model: Any, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict[st
 
     model.eval()
     t0 = time.perf_counter()
-    rep = evaluate(WhiteBox(model), (x, y), eps=eps, suite="standard", probe=0, batch_size=500)
+    # one batch, like AutoAttack gets the whole tensor (per-iteration overheads paid once)
+    rep = evaluate(WhiteBox(model), (x, y), eps=eps, suite="standard", probe=0, batch_size=len(y))
     t_advx = time.perf_counter() - t0
     ours = rep.robust_accuracy[eps]
 

@@ -19,7 +19,9 @@ qualitative.
 
 ``--adv`` also trains ``wordcnn`` with DeepWordBug augmentation (``advx train --adv
 deepwordbug``) and reports its clean accuracy and DeepWordBug success next to the plain
-model; ``--transfer`` measures TextFooler transfer between the models.
+model; ``--transfer`` evaluates every model on the adversarial texts crafted on every
+other, for each recipe. Attack results are cached under ``--models-dir``/runs, so a
+rerun only computes what is missing.
 
 Run: ``.venv/bin/python bench/text.py [--n 200] [--adv] [--transfer]``.
 Writes ``bench/results/text.json``.
@@ -68,25 +70,43 @@ def get_model(arch: str, models_dir: Path, *, adv: str | None = None) -> tuple[A
     return load(path), rec
 
 
-def attack_row(
-    model: Any, recipe: str, texts: list[str], y: torch.Tensor, max_queries: int
-) -> dict[str, Any]:
-    """One recipe on one model: the summary plus success by true class."""
+def run_attack(
+    model: Any, recipe: str, texts: list[str], y: torch.Tensor, max_queries: int, cache: Path | None
+) -> Any:
+    """The results of ``recipe`` on ``model`` (read from ``cache`` when a run with the same
+    texts and settings was saved there)."""
     from advx.text.recipes import create
+    from advx.text.result import TextAttackResults
 
+    if cache is not None and cache.is_file():
+        res = TextAttackResults.load(cache)
+        if [r.original for r in res] == texts and res.config.get("max_queries") == max_queries:
+            return res
     res = create(recipe, model=model, max_queries=max_queries, seed=0)(model, texts, y)
+    if cache is not None:
+        res.save(cache)
+    return res
+
+
+def attack_row(
+    model: Any, recipe: str, texts: list[str], y: torch.Tensor, max_queries: int,
+    cache: Path | None = None,
+) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    """One recipe on one model: the summary plus success by true class, and the results."""
+    res = run_attack(model, recipe, texts, y, max_queries, cache)
     s = res.summary()
     by_class = {}
     for c, name in enumerate(model.class_names):
         att = [r for r in res if r.y == c and not r.skipped]
         by_class[name] = (sum(r.succeeded for r in att) / len(att)) if att else None
-    return {
+    row = {
         "recipe": recipe,
         **{k: s[k] for k in ("n", "clean_accuracy", "robust_accuracy", "success_rate",
                              "mean_words_changed_pct", "mean_queries", "seconds")},
         "success_by_class": by_class,
         "max_words_changed_pct": max((r.words_changed_pct for r in res if r.succeeded), default=None),
     }  # fmt: skip
+    return row, res
 
 
 def fmt(v: Any, pct: bool = False) -> str:
@@ -125,14 +145,17 @@ def main() -> None:
         "models": {},
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    models = {}
+    models, crafted = {}, {}
+    runs = args.models_dir / "runs"
     for arch in args.archs.split(","):
         model, rec = get_model(arch, args.models_dir)
         models[arch] = model
         rows = []
         for recipe in args.recipes.split(","):
             t0 = time.perf_counter()
-            row = attack_row(model, recipe, texts, y, args.max_queries)
+            cache = runs / f"{arch}-{recipe}-n{len(texts)}-q{args.max_queries}.json"
+            row, res = attack_row(model, recipe, texts, y, args.max_queries, cache)
+            crafted[(arch, recipe)] = res
             rows.append(row)
             print(f"{arch:8s} {recipe:12s} success {fmt(row['success_rate'], True):>6s} "
                   f"(neg {fmt(row['success_by_class'].get('negative'), True)}, "
@@ -143,7 +166,8 @@ def main() -> None:
         args.out.write_text(json.dumps(doc, indent=1))
     if args.adv:
         model, rec = get_model("wordcnn", args.models_dir, adv="deepwordbug")
-        row = attack_row(model, "deepwordbug", texts, y, args.max_queries)
+        cache = runs / f"wordcnn-adv-deepwordbug-n{len(texts)}-q{args.max_queries}.json"
+        row, _ = attack_row(model, "deepwordbug", texts, y, args.max_queries, cache)
         doc["adversarial_training"] = {
             "arch": "wordcnn",
             "adv": "deepwordbug",
@@ -154,19 +178,16 @@ def main() -> None:
               f"success {fmt(row['success_rate'], True)}", flush=True)  # fmt: skip
         args.out.write_text(json.dumps(doc, indent=1))
     if args.transfer and len(models) > 1:
-        from advx.text.transfer import transfer_matrix
+        from advx.text.transfer import transfer
 
-        tm = transfer_matrix(
-            models, models, texts, y, recipe="textfooler", max_queries=args.max_queries
-        )
-        doc["transfer_textfooler"] = tm.to_json()
-        for i, s in enumerate(tm.sources):
-            print(
-                "transfer",
-                s,
-                "->",
-                {t: fmt(v, True) for t, v in zip(tm.targets, tm.matrix[i], strict=True)},
-            )
+        for recipe in args.recipes.split(","):
+            table = {}
+            for s_name in models:
+                res = crafted[(s_name, recipe)]
+                table[s_name] = {t: transfer(res, t_model) for t, t_model in models.items()}
+                rates = {t: fmt(c["transfer_rate"], True) for t, c in table[s_name].items()}
+                print(f"transfer {recipe} from {s_name}: {rates}", flush=True)
+            doc.setdefault("transfer", {})[recipe] = table
     args.out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {args.out}")
 

@@ -176,7 +176,9 @@ class Substitute(Attack):
     from label queries (:func:`train_substitute`), attack it white-box, and hand the
     adversarial inputs to the target (transfer). Needs labels only.
 
-    The attacked inputs themselves are the seed set (the adversary's few in-distribution
+    The substitute keeps its weights from round to round (the paper does not say whether
+    it retrains from scratch; warm starts cost less). The attacked inputs themselves are
+    the seed set (the adversary's few in-distribution
     samples): the first ``seeds`` examples the target classifies correctly; their labels
     are known from the framework's clean check, so they cost no query. Each seed is
     charged the queries of its augmentation family (``2^(rounds-1) - 1``); the other

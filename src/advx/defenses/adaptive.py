@@ -233,11 +233,20 @@ def evaluate_detector(
         x, y: held-out test inputs (N, *input_shape) and labels (N,), never used to fit
             or calibrate the detector.
         eps: linf budget.
+        attack, steps: the non-adaptive attack (a registered slug) and its steps, run
+            with the fixed schedule (no early stop) as in the detection papers.
+        adaptive: also run the adaptive attack; ``adaptive_steps`` (default 100),
+            ``kappa`` and ``weight`` as in :func:`evasion_loss`.
+        seed: seed of the attacks' random starts.
+        batch_size: examples per attack call.
+        progress: called with ``(message, fraction done)``.
 
     Returns:
         A :class:`DetectorReport` (fractions in [0, 1]).
     """
-    from advx.attacks import AttackResult, create
+    import dataclasses
+
+    from advx.attacks import AttackResult, create, get
     from advx.targets import WhiteBox
 
     system = RejectingClassifier(model, detector)
@@ -248,7 +257,7 @@ def evaluate_detector(
     flagged_clean = detector.flag(x)
     # the papers' fixed schedule: full-strength examples, not the first that flips the label
     settings: dict[str, Any] = {"early_stop": False, "seed": seed}
-    if attack != "fgsm":
+    if "steps" in {f.name for f in dataclasses.fields(get(attack).cls)}:
         settings["steps"] = steps
     atk = create(attack, eps=eps, **settings)
     t0 = time.perf_counter()
