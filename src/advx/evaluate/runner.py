@@ -16,6 +16,7 @@ dropped after each step unless ``save_examples`` asks for them (side files per b
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import math
 import os
@@ -268,6 +269,8 @@ def evaluate(
         "save_examples": bool(save_examples),
         "probe": int(probe),
     }
+    # as it will read back from run.json (tuples become lists), so resume compares equal
+    config = json.loads(json.dumps(config))
     steps = resolve(the_suite, norm=norm, access=_access_name(target))
     run = {
         "kind": "eval",
