@@ -111,6 +111,11 @@ class Target:
                 "(`advx attack --list` shows what each attack needs)"
             )
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype the model computes in (attacks run in it); float32 by default."""
+        return torch.float32
+
     # -- modes and views ---------------------------------------------------------------
     def attacking(self) -> Any:
         """Context for the duration of an attack (eval mode, frozen parameters)."""
@@ -145,6 +150,10 @@ class _Weakened(Target):
         )
         self.inner = inner
         self.access = access
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
 
     def _scores(self, x: Tensor) -> Tensor:
         return self.inner._scores(x)
@@ -218,7 +227,16 @@ class WhiteBox(Target):
         )
         self.model = model
 
+    @property
+    def dtype(self) -> torch.dtype:
+        p = next(self.model.parameters(), None)
+        return p.dtype if p is not None and p.is_floating_point() else torch.float32
+
     def _logits(self, x: Tensor) -> Tensor:
+        # the model runs in its own dtype; autograd carries gradients back through the cast
+        p = next(self.model.parameters(), None)
+        if p is not None and p.is_floating_point() and x.dtype != p.dtype:
+            x = x.to(p.dtype)
         return self.model(x)
 
     @contextmanager
@@ -396,11 +414,11 @@ class Query:
         idx = self.idx if k == 1 else self.idx.repeat_interleave(k)
         self.oracle.charge(idx)
         t = self.oracle.target
-        if self.kind == "logits":
-            return t.logits(x)
-        if self.kind == "scores":
-            return t.scores(x)
-        return t.labels(x)
+        if self.kind == "labels":
+            return t.labels(x)
+        out = t.logits(x) if self.kind == "logits" else t.scores(x)
+        # attacks compute in the dtype of their inputs, whatever the model's own dtype
+        return out.to(x.dtype) if out.dtype != x.dtype and x.is_floating_point() else out
 
 
 def restrict(model: Callable[[Tensor], Tensor], idx: Tensor) -> Callable[[Tensor], Tensor]:

@@ -273,9 +273,11 @@ class Attack(ABC):
                     else:
                         gen = torch.Generator()
                         gen.manual_seed(int(generator.initial_seed()))
+                        # the attack computes in the model's dtype; the projection below
+                        # puts the result back in the caller's dtype, inside the ball
                         raw = self.run(
                             oracle.view(kind, attack_idx),
-                            x[attack_idx],
+                            x[attack_idx].to(target.dtype),
                             y[attack_idx],
                             None if tgt is None else tgt[attack_idx],
                             eps=math.inf if self.minimal else eps,

@@ -76,7 +76,7 @@ def _direction(j: Tensor, shape: tuple[int, ...], basis: str, dct: Tensor | None
     c, h, w = shape
     ch, u, v = j // (h * w), (j // w) % h, j % w
     rows, cols = dct[:h][u], dct[h:][v]  # (m, h), (m, w)
-    q = torch.zeros(m, c, h, w)
+    q = torch.zeros(m, c, h, w, dtype=dct.dtype)
     q[torch.arange(m), ch] = rows[:, :, None] * cols[:, None, :]
     return q
 
@@ -130,7 +130,7 @@ def simba(
     label = y if targets is None else targets
     sign = 1.0 if targets is None else -1.0  # minimise p_y, or maximise p_t
     x_adv = x.detach().clone()
-    score = torch.full((n,), math.inf, device=x.device)  # sign * p_label at x_adv
+    score = torch.full((n,), math.inf, device=x.device, dtype=x.dtype)  # sign * p_label at x_adv
     done = torch.zeros(n, dtype=torch.bool, device=x.device)
 
     def ask(idx: Tensor, pts: Tensor) -> tuple[Tensor, Tensor]:

@@ -189,8 +189,8 @@ def square(
     budget = steps
     if isinstance(model, Query) and model.remaining is not None:
         budget = max(1, min(steps, int(model.remaining.max())))
-    margin = torch.full((n,), float("inf"), device=x.device)
-    loss = torch.full((n,), float("inf"), device=x.device)
+    margin = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
+    loss = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
     for it in range(budget):
         live = ~exhausted(model, n).to(x.device)
         if it == 0:  # evaluate the initial point

@@ -124,6 +124,7 @@ def train_substitute(
             net if net is not None else substitute_net(arch, shape, num_classes),
             input_shape=shape, num_classes=num_classes, bounds=bounds,
         )  # fmt: skip
+    sub = sub.to(x_seed.dtype)  # the substitute computes in the dtype of the data
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(sub.parameters(), lr=lr)
     pts, fam = x_seed.detach().clone(), torch.arange(n)
@@ -202,7 +203,7 @@ class Substitute(Attack):
 
     name = "substitute"
     access = Access.LABELS
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # those of its default crafting attack (fgsm)
     attack: Attack | str = "fgsm"
     settings: Mapping[str, Any] | None = None
     seeds: int = 150
