@@ -16,7 +16,11 @@ from torch import nn
 
 from advx.models.adapter import Classifier
 
-CACHE = Path(os.environ.get("ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models"))
+CACHE = Path(
+    os.environ.get(
+        "ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models"
+    )
+)
 FMNIST_DIR = Path(os.environ.get("ADVX_DATA_DIR", "/usr/share/datasets")) / "fashion-mnist"
 
 
@@ -51,7 +55,9 @@ def _net(arch: str, shape: tuple[int, ...], classes: int) -> nn.Module:
     if arch == "linear":
         return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, classes))
     if arch == "mlp":
-        return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 128), nn.ReLU(), nn.Linear(128, classes))
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(c * h * w, 128), nn.ReLU(), nn.Linear(128, classes)
+        )
     if arch == "cnn":
         return nn.Sequential(
             nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -70,7 +76,18 @@ def trained(name: str, arch: str, data: str, epochs: int) -> Classifier:
         names = tuple(str(i) for i in range(10))
     else:
         xtr, ytr = fmnist("train")
-        names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+        names = (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        )
     shape = tuple(xtr.shape[1:])
     torch.manual_seed(0)
     clf = Classifier(_net(arch, shape, 10), input_shape=shape, num_classes=10, class_names=names)

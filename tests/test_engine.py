@@ -15,7 +15,9 @@ from advx.targets import LabelBox, WhiteBox
 @pytest.fixture()
 def tiny():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 4))
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 4)
+    )
     clf = Classifier(net, input_shape=(1, 4, 4), num_classes=4)
     x = torch.rand(32, 1, 4, 4)
     y = clf.eval()(x).argmax(1)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("transformers", "nltk", "matplotlib", "fastapi", "uvicorn", "onnxruntime", "httpx", "sklearn")
+HEAVY = (
+    "transformers",
+    "nltk",
+    "matplotlib",
+    "fastapi",
+    "uvicorn",
+    "onnxruntime",
+    "httpx",
+    "sklearn",
+)
 
 
 def test_import_touches_no_heavy_dependency():
