@@ -328,3 +328,17 @@ def test_substitute_transfers_better_than_random_noise(digits_data, digits_mlp):
         noise_rate = float((digits_mlp(noise).argmax(1) != y)[r.attacked].float().mean())
     assert summary(r)["success_rate"] > noise_rate + 0.25
     assert int(r.queries.sum()) == 60 * (2**3 - 1)  # seed labels known from the clean check
+
+
+def test_tabular_inputs_square_refuses_simba_pixel_works():
+    clf = _linear()
+    box = ScoreBox(lambda t: clf(t).softmax(1), input_shape=(20,), num_classes=4, bounds=(-5, 5))
+    x = torch.randn(10, 20)
+    with torch.no_grad():
+        y = clf(x).argmax(1)
+    with pytest.raises(InputError, match="image batches"):
+        create("square", eps=0.5)(box, x, y)
+    with pytest.raises(InputError, match="basis='pixel'"):
+        create("simba", eps=5.0)(box, x, y)
+    r = create("simba-pixel", eps=10.0, step_size=1.0, max_queries=200)(box, x, y)
+    assert summary(r)["success_rate"] >= 0.8

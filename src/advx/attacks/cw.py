@@ -28,7 +28,7 @@ def cw_l2(
     initial_const: float = 1e-2,
     binary_search_steps: int = 9,
     steps: int = 100,
-    lr: float = 1e-2,
+    lr: float = 5e-2,
     abort_early: bool = True,
 ) -> Tensor:
     """Smallest-L2 adversarial search of Carlini & Wagner (2017), vectorised.
@@ -108,7 +108,9 @@ class CarliniWagnerL2(Attack):
             1e-2, which saves one x10 round on typical logit scales).
         binary_search_steps: rounds of the per-example search over c (default 9).
         steps: Adam iterations per round (paper code: 10000; default 100).
-        lr: Adam learning rate (default 1e-2, as in the paper).
+        lr: Adam learning rate (default 0.05; the paper's 0.01 suits its 10000 steps, but
+            in 100 steps it cannot move pixels sitting at a bound, which start deep in tanh
+            saturation: on the digits MLP, targeted, 0.01 reaches 53% and 0.05 100%).
         early_stop: the paper's ``abort_early``: stop an example's round when its
             objective stalls (it never stops at the first success: this is a minimal attack).
 
@@ -131,7 +133,7 @@ class CarliniWagnerL2(Attack):
     initial_const: float = 1e-2
     binary_search_steps: int = 9
     steps: int = 100
-    lr: float = 1e-2
+    lr: float = 5e-2
 
     def validate(self) -> None:
         self.positive(initial_const=self.initial_const, lr=self.lr)

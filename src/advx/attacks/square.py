@@ -175,8 +175,11 @@ def square(
 
     Returns ``(N, C, H, W)``: the best point found for each example.
     """
-    if x.dim() != 4:
-        raise InputError(f"square needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.dim() != 4 or min(x.shape[2], x.shape[3]) < 2:
+        raise InputError(
+            f"square needs image batches (N, C, H, W) with H, W >= 2, got {tuple(x.shape)}; "
+            "for tabular inputs use simba (basis='pixel') or hopskipjump"
+        )
     g = generator or torch.default_generator
     n, c, h, w = x.shape
     if p_init is None:

@@ -1,0 +1,54 @@
+"""The model zoo and checkpoint I/O.
+
+Image models, all taking inputs in ``[0, 1]`` (normalisation happens inside the model):
+
+=========  =====================================================================
+``linear``  softmax regression (Goodfellow et al. 2015: even linear models are fooled)
+``mlp``     multilayer perceptron
+``cnn``     small convolutional network (the demo model)
+``rnn``     LSTM reading image rows
+``logreg``  scikit-learn logistic regression      (black-box: scores and labels)
+``svm``     scikit-learn RBF SVM, calibrated     (black-box)
+``tree``    scikit-learn decision tree            (black-box)
+``forest``  scikit-learn random forest            (black-box)
+``knn``     scikit-learn k-nearest neighbours      (black-box)
+=========  =====================================================================
+
+Torch models are :class:`~advx.models.adapter.Classifier` instances; scikit-learn ones
+are :class:`~advx.models.classic.SklearnClassifier` (a score-level
+:class:`~advx.targets.Target`). :data:`ARCHS` describes each; :func:`build` makes an
+untrained one; :func:`advx.training.train` trains one; :func:`save` / :func:`load` /
+:func:`read_info` handle checkpoint directories (safetensors or skops + ``model.json``,
+never pickle).
+
+Example:
+    >>> from advx.models import ARCHS, build
+    >>> ARCHS["cnn"].description.split(":")[0]
+    'small CNN'
+    >>> build("cnn", input_shape=(1, 28, 28), num_classes=10).num_parameters()
+    421738
+"""
+
+from __future__ import annotations
+
+from advx.models import classic as _classic  # noqa: F401  (registers the sklearn archs)
+from advx.models import image as _image  # noqa: F401  (registers the torch image archs)
+from advx.models.adapter import Classifier
+from advx.models.checkpoint import load, read_info, save, verify
+from advx.models.classic import SklearnClassifier
+from advx.models.registry import ARCHS, ArchSpec, build, get_arch, register
+from advx.text import models as _text  # noqa: F401,E402  (registers the text archs)
+
+__all__ = [
+    "ARCHS",
+    "ArchSpec",
+    "Classifier",
+    "SklearnClassifier",
+    "build",
+    "get_arch",
+    "load",
+    "read_info",
+    "register",
+    "save",
+    "verify",
+]

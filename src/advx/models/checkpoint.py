@@ -1,0 +1,532 @@
+"""Checkpoints: a directory holding the weights and a ``model.json`` describing them.
+
+Layout::
+
+    models/fmnist-cnn/
+      model.safetensors   torch weights (safetensors: tensors only, no code)
+      model.skops         ... or a scikit-learn estimator (skops: no pickle)
+      model.json          architecture and options, data set, class names, input shape,
+                          bounds, normalisation, training settings, seed, test accuracy,
+                          advx version, and the sha256 and size of every other file
+
+:func:`save` writes into a temporary directory next to the destination and moves it into
+place with ``os.replace``, so an interrupted run leaves either the previous checkpoint or
+the new one, never a half-written one. :func:`load` refuses anything it cannot vouch for
+with :class:`~advx.errors.CheckpointError`: missing files, malformed JSON, a hash or size
+mismatch (truncated or tampered weights), an unknown architecture, weights whose names or
+shapes differ from what the architecture builds, or a skops file containing types that its
+architecture does not declare as trusted.
+
+Example:
+    >>> from advx.models import build, save, load
+    >>> clf = build("linear", input_shape=(1, 8, 8), num_classes=10)
+    >>> path = save(clf, tmp / "lin", meta={"dataset": "digits"})  # doctest: +SKIP
+    >>> load(path)(torch.zeros(1, 1, 8, 8)).shape                   # doctest: +SKIP
+    torch.Size([1, 10])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advx.errors import CheckpointError, ConfigError, InputError
+from advx.models.adapter import Classifier
+from advx.models.registry import ARCHS, ArchSpec, jsonable
+
+FORMAT = "advx-checkpoint"
+FORMAT_VERSION = 1
+INFO_FILE = "model.json"
+TORCH_FILE = "model.safetensors"
+SKLEARN_FILE = "model.skops"
+
+RESERVED_KEYS = (
+    "format",
+    "format_version",
+    "kind",
+    "arch",
+    "arch_kwargs",
+    "input_shape",
+    "num_classes",
+    "class_names",
+    "bounds",
+    "normalisation",
+    "advx_version",
+    "files",
+    "created",
+)
+"""Keys of ``model.json`` that :func:`save` derives from the model; ``meta`` may not set
+them. Conventional ``meta`` keys: ``dataset``, ``training`` (a dict of settings), ``seed``,
+``test_accuracy``."""
+
+
+# ------------------------------------------------------------------------------- save
+def save(
+    model: Any, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``model`` as a checkpoint directory at ``path``, atomically.
+
+    Args:
+        model: a :class:`~advx.models.adapter.Classifier` or a
+            :class:`~advx.models.classic.SklearnClassifier` (fitted) built by
+            :func:`advx.models.build` (it must know its ``arch``).
+        path: the checkpoint directory; created, or replaced if it already holds a
+            checkpoint. A non-empty directory that is not a checkpoint is never replaced.
+        meta: extra JSON values stored in ``model.json`` (``dataset``, ``training``,
+            ``seed``, ``test_accuracy``, ...); may not use :data:`RESERVED_KEYS`.
+
+    Returns:
+        The checkpoint directory.
+
+    Raises:
+        InputError: the model has no registered ``arch``, is unfitted, or ``meta`` is
+            not JSON or sets a reserved key.
+        CheckpointError: ``path`` exists and is something other than a checkpoint.
+    """
+    from advx.models.classic import SklearnClassifier
+
+    dest = Path(path)
+    extra = jsonable(meta or {}, what="checkpoint meta")
+    clash = sorted(set(extra) & set(RESERVED_KEYS))
+    if clash:
+        raise InputError(f"meta may not set {', '.join(clash)}: save() derives them from the model")
+    arch = getattr(model, "arch", None)
+    if arch is None or arch not in ARCHS:
+        raise InputError(
+            f"cannot save a {type(model).__name__} without a registered architecture "
+            "(build it with advx.models.build)"
+        )
+    spec = ARCHS[arch]
+    if isinstance(model, Classifier):
+        kind = "torch"
+    elif isinstance(model, SklearnClassifier):
+        kind = "sklearn"
+        if not model.fitted:
+            raise InputError(f"{arch} is not fitted; there is nothing to save")
+    else:
+        raise InputError(f"cannot save a {type(model).__name__}; expected a Classifier")
+    if spec.kind != kind:
+        raise InputError(f"model is a {kind} model but {arch!r} is registered as {spec.kind}")
+    _check_destination(dest)
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        if kind == "torch":
+            _write_torch(model, tmp / TORCH_FILE)
+        else:
+            _write_sklearn(model, tmp / SKLEARN_FILE)
+        if spec.save_extra is not None:
+            spec.save_extra(model, tmp)
+        info: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": kind,
+            "arch": arch,
+            "arch_kwargs": jsonable(model.arch_kwargs, what=arch),
+            "input_shape": list(model.input_shape),
+            "num_classes": int(model.num_classes),
+            "class_names": list(model.class_names),
+            "bounds": list(model.bounds),
+            "normalisation": _normalisation(model) if kind == "torch" else None,
+            **extra,
+            "advx_version": _version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": {
+                f.name: {"sha256": _sha256(f), "bytes": f.stat().st_size}
+                for f in sorted(tmp.iterdir())
+                if f.is_file() and f.name != INFO_FILE
+            },
+        }
+        _write_text(tmp / INFO_FILE, json.dumps(info, indent=2) + "\n")
+        _fsync_dir(tmp)
+        _move_into_place(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _check_destination(dest: Path) -> None:
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise CheckpointError(f"{dest} exists and is a file; choose another output directory")
+    if any(dest.iterdir()) and not (dest / INFO_FILE).is_file():
+        raise CheckpointError(
+            f"{dest} is a non-empty directory without {INFO_FILE}; refusing to replace it "
+            "(choose another output directory)"
+        )
+
+
+def _move_into_place(tmp: Path, dest: Path) -> None:
+    """Replace ``dest`` by ``tmp``. The old checkpoint is renamed aside first (a
+    directory cannot be renamed over a non-empty one), then removed."""
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+    os.rmdir(old)
+    os.replace(dest, old)
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        os.replace(old, dest)  # put the previous checkpoint back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_torch(model: Classifier, file: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(file), metadata={"format": "pt"})
+    _fsync(file)
+
+
+def _write_sklearn(model: Any, file: Path) -> None:
+    import skops.io
+
+    skops.io.dump(model.estimator, file)
+    _fsync(file)
+
+
+def _normalisation(model: Classifier) -> dict[str, list[float]] | None:
+    if not model.normalised:
+        return None
+    return {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()}
+
+
+def _write_text(file: Path, text: str) -> None:
+    with open(file, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync(file: Path) -> None:
+    with open(file, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _version() -> str:
+    from advx import __version__
+
+    return __version__
+
+
+# ------------------------------------------------------------------------------- read
+def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed and validated ``model.json`` of the checkpoint at ``path``.
+
+    Does not read the weights (use :func:`load` for that; it also checks their hashes).
+
+    Raises:
+        CheckpointError: no such directory, no ``model.json``, malformed JSON, or fields
+            missing or of the wrong type; the message names the file and the field.
+    """
+    d = Path(path)
+    if not d.exists():
+        raise CheckpointError(f"no checkpoint at {d}: the path does not exist")
+    if not d.is_dir():
+        raise CheckpointError(f"{d} is a file; a checkpoint is a directory with {INFO_FILE}")
+    f = d / INFO_FILE
+    if not f.is_file():
+        raise CheckpointError(
+            f"{d} has no {INFO_FILE}; it is not an advx checkpoint (write one with `advx train`)"
+        )
+    try:
+        info = json.loads(f.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{f} is not valid JSON ({e}); the file is corrupt") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{f} must hold a JSON object, got {type(info).__name__}")
+    _validate_info(info, f)
+    return info
+
+
+def _validate_info(info: dict[str, Any], f: Path) -> None:
+    def bad(field: str, why: str) -> CheckpointError:
+        return CheckpointError(f"{f}: field {field!r} {why}")
+
+    if info.get("format") != FORMAT:
+        raise bad("format", f"must be {FORMAT!r}; this is not an advx checkpoint")
+    version = info.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad("format_version", "must be a positive integer")
+    if version > FORMAT_VERSION:
+        raise bad(
+            "format_version",
+            f"is {version}, newer than this advx supports ({FORMAT_VERSION}); upgrade advx",
+        )
+    for key in ("kind", "arch", "arch_kwargs", "input_shape", "num_classes", "class_names"):
+        if key not in info:
+            raise bad(key, "is missing")
+    if info["kind"] not in ("torch", "sklearn"):
+        raise bad("kind", "must be 'torch' or 'sklearn'")
+    if not isinstance(info["arch"], str):
+        raise bad("arch", "must be a string")
+    if not isinstance(info["arch_kwargs"], dict):
+        raise bad("arch_kwargs", "must be an object")
+    shape = info["input_shape"]
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+    ):
+        raise bad("input_shape", f"must be a list of positive integers, got {shape!r}")
+    k = info["num_classes"]
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        raise bad("num_classes", f"must be an integer >= 2, got {k!r}")
+    names = info["class_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise bad("class_names", "must be a list of strings")
+    if len(names) != k:
+        raise bad("class_names", f"has {len(names)} names for {k} classes")
+    bounds = info.get("bounds", [0.0, 1.0])
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        or not bounds[0] < bounds[1]
+    ):
+        raise bad("bounds", f"must be [lo, hi] with lo < hi, got {bounds!r}")
+    norm = info.get("normalisation")
+    if norm is not None:
+        if not isinstance(norm, dict) or set(norm) != {"mean", "std"}:
+            raise bad("normalisation", "must be null or an object with mean and std")
+        for key in ("mean", "std"):
+            vals = norm[key]
+            if not isinstance(vals, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals
+            ):
+                raise bad("normalisation", f"{key} must be a list of numbers")
+        if any(v <= 0 for v in norm["std"]):
+            raise bad("normalisation", "std must be positive")
+    files = info.get("files")
+    if not isinstance(files, dict) or not files:
+        raise bad("files", "must list the checkpoint's files with their sha256")
+    for name, entry in files.items():
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise bad("files", f"holds an invalid file name {name!r}")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or len(entry["sha256"]) != 64
+            or not isinstance(entry.get("bytes"), int)
+        ):
+            raise bad("files", f"entry for {name!r} needs sha256 (64 hex digits) and bytes")
+    weights = TORCH_FILE if info["kind"] == "torch" else SKLEARN_FILE
+    if weights not in files:
+        raise bad("files", f"does not list {weights}")
+
+
+def verify(path: str | os.PathLike[str], info: Mapping[str, Any] | None = None) -> None:
+    """Check every file listed in ``model.json`` exists with the recorded size and sha256.
+
+    Raises:
+        CheckpointError: a file is missing, truncated, extended or altered.
+    """
+    d = Path(path)
+    info = read_info(d) if info is None else info
+    for name, entry in info["files"].items():
+        f = d / name
+        if not f.is_file():
+            raise CheckpointError(f"{d}: {name} is missing; the checkpoint is incomplete")
+        size = f.stat().st_size
+        if size != entry["bytes"]:
+            raise CheckpointError(
+                f"{f} has {size} bytes but model.json records {entry['bytes']}: the file was "
+                "truncated or modified; retrain or restore it"
+            )
+        if _sha256(f) != entry["sha256"]:
+            raise CheckpointError(
+                f"{f} does not match the sha256 recorded in model.json: the file was "
+                "modified or corrupted; retrain or restore it"
+            )
+
+
+# ------------------------------------------------------------------------------- load
+def load(path: str | os.PathLike[str]) -> Any:
+    """Rebuild the model saved at ``path`` (eval mode, on the CPU).
+
+    Args:
+        path: a checkpoint directory written by :func:`save` (or ``advx train``).
+
+    Returns:
+        A :class:`~advx.models.adapter.Classifier` for torch architectures, a
+        :class:`~advx.models.classic.SklearnClassifier` for scikit-learn ones.
+
+    Raises:
+        CheckpointError: anything is missing, malformed, tampered with or inconsistent
+            (see the module docstring); the message names the file and what to do.
+
+    Example:
+        >>> clf = load("models/fmnist-cnn")  # doctest: +SKIP
+        >>> clf(torch.zeros(1, 1, 28, 28)).argmax(1)  # doctest: +SKIP
+    """
+    d = Path(path)
+    info = read_info(d)
+    verify(d, info)
+    arch = info["arch"]
+    spec = ARCHS.get(arch)
+    if spec is None:
+        raise CheckpointError(
+            f"{d}: unknown architecture {arch!r} (this advx knows {', '.join(sorted(ARCHS))}); "
+            "the checkpoint was written by a newer or extended advx"
+        )
+    if spec.kind != info["kind"]:
+        raise CheckpointError(
+            f"{d}: {arch!r} is a {spec.kind} model, model.json says {info['kind']}"
+        )
+    kwargs = dict(info["arch_kwargs"])
+    if spec.load_extra is not None:
+        kwargs.update(spec.load_extra(d, info))
+    if spec.kind == "torch":
+        return _load_torch(d, info, spec, kwargs)
+    return _load_sklearn(d, info, spec, kwargs)
+
+
+def _build(d: Path, info: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    from advx.models.registry import build
+
+    norm = info.get("normalisation") or {}
+    try:
+        return build(
+            info["arch"],
+            input_shape=info["input_shape"],
+            num_classes=info["num_classes"],
+            class_names=info["class_names"],
+            bounds=(float(info.get("bounds", [0, 1])[0]), float(info.get("bounds", [0, 1])[1])),
+            mean=norm.get("mean"),
+            std=norm.get("std"),
+            seed=int(info["seed"]) if isinstance(info.get("seed"), int) else 0,
+            **kwargs,
+        )
+    except (ConfigError, InputError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{d}: cannot rebuild {info['arch']!r} from {INFO_FILE}: {e}"
+        ) from None
+
+
+def _load_torch(
+    d: Path, info: dict[str, Any], spec: ArchSpec, kwargs: dict[str, Any]
+) -> Classifier:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    with torch.random.fork_rng(devices=[]):  # building initialises weights; leave no trace
+        model = _build(d, info, kwargs)
+    f = d / TORCH_FILE
+    try:
+        state = load_file(str(f))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{f}: not a readable safetensors file ({e})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{f}: weights do not match architecture {spec.name!r} with input_shape "
+            f"{info['input_shape']}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} {state[k].dtype}, model {tuple(v.shape)} {v.dtype}"
+        for k, v in expected.items()
+        if state[k].shape != v.shape or state[k].dtype != v.dtype
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"{f}: weight shapes do not match architecture {spec.name!r} with input_shape "
+            f"{info['input_shape']} and {info['num_classes']} classes: " + "; ".join(wrong[:3])
+        )
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model  # type: ignore[no-any-return]
+
+
+def _qualname(obj: Any) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _load_sklearn(d: Path, info: dict[str, Any], spec: ArchSpec, kwargs: dict[str, Any]) -> Any:
+    import numpy as np
+    import skops.io
+
+    from advx.models.classic import SklearnClassifier
+
+    f = d / SKLEARN_FILE
+    try:
+        untrusted = skops.io.get_untrusted_types(file=f)
+    except Exception as e:  # skops raises many types for a malformed archive; all mean "bad file"
+        raise CheckpointError(f"{f}: not a readable skops file ({e})") from None
+    refused = sorted(set(untrusted) - set(spec.trusted_types))
+    if refused:
+        raise CheckpointError(
+            f"{f} contains types not trusted for architecture {spec.name!r}: "
+            f"{', '.join(refused)}; refusing to load it (it may run foreign code)"
+        )
+    try:
+        estimator = skops.io.load(f, trusted=list(untrusted))
+    except Exception as e:  # see above
+        raise CheckpointError(f"{f}: cannot load the estimator ({e})") from None
+    if spec.estimator_types and _qualname(estimator) not in spec.estimator_types:
+        raise CheckpointError(
+            f"{f} holds a {_qualname(estimator)}, but {spec.name!r} saves "
+            f"{' or '.join(spec.estimator_types)}"
+        )
+    n_features = int(np.prod(info["input_shape"]))
+    if getattr(estimator, "n_features_in_", n_features) != n_features:
+        raise CheckpointError(
+            f"{f}: the estimator expects {estimator.n_features_in_} features but input_shape "
+            f"{info['input_shape']} has {n_features}"
+        )
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    if classes.size == 0 or classes.min() < 0 or classes.max() >= info["num_classes"]:
+        raise CheckpointError(
+            f"{f}: the estimator's classes {classes.tolist()[:10]} do not fit num_classes="
+            f"{info['num_classes']}"
+        )
+    bounds = info.get("bounds", [0.0, 1.0])
+    clf = SklearnClassifier(
+        estimator,
+        arch=spec.name,
+        arch_kwargs=dict(info["arch_kwargs"]),
+        input_shape=info["input_shape"],
+        num_classes=info["num_classes"],
+        class_names=info["class_names"],
+        bounds=(float(bounds[0]), float(bounds[1])),
+    )
+    clf.name = d.resolve().name
+    return clf

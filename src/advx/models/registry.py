@@ -1,0 +1,245 @@
+"""The model registry: one :class:`ArchSpec` per architecture name, and :func:`build`.
+
+An architecture is registered once (:func:`register`) with everything the rest of advx
+needs to know about it: how to build it from JSON-able keyword arguments, whether it is a
+torch or a scikit-learn model, which training settings work for it, and, for checkpoints,
+which extra files it owns (a text model's vocabulary) and which skops types its saved
+estimator may contain. Adding an architecture is one :func:`register` call; nothing else
+in :mod:`advx.models` or :mod:`advx.training` changes.
+
+Example:
+    >>> from advx.models import ARCHS, build
+    >>> sorted(a for a, s in ARCHS.items() if s.kind == "torch" and s.modality == "image")
+    ['cnn', 'linear', 'mlp', 'rnn']
+    >>> clf = build("mlp", input_shape=(1, 8, 8), num_classes=10)
+    >>> clf(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from torch import nn
+
+from advx.errors import ConfigError
+from advx.models.adapter import Classifier
+
+Kind = Literal["torch", "sklearn"]
+Modality = Literal["image", "text"]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Everything advx knows about one architecture.
+
+    Attributes:
+        name: registry key (``"cnn"``), used on the command line and in ``model.json``.
+        description: one line shown by ``advx train --list``.
+        kind: ``"torch"`` (``builder`` returns an ``nn.Module`` that :func:`build` wraps in
+            a :class:`~advx.models.adapter.Classifier`) or ``"sklearn"`` (``builder``
+            returns an unfitted estimator that :func:`build` wraps in a
+            :class:`~advx.models.classic.SklearnClassifier`).
+        modality: ``"image"`` or ``"text"``; which datasets it can be trained on.
+        builder: torch: ``builder(input_shape, num_classes, **kwargs) -> nn.Module``;
+            sklearn: ``builder(seed, **kwargs) -> estimator``. Its keyword arguments are
+            the architecture's options; they must be JSON values (they are stored in
+            ``model.json`` and the model is rebuilt from them).
+        train_defaults: default training settings (keys of
+            :class:`advx.training.TrainConfig`), e.g. ``{"epochs": 4, "lr": 2e-3}``.
+        dataset_defaults: per-dataset overrides of ``train_defaults``, e.g. more epochs
+            on the 1400-image digits: ``{"digits": {"epochs": 40}}``.
+        trusted_types: sklearn only: fully qualified type names (as reported by
+            ``skops.io.get_untrusted_types``) that a saved estimator of this architecture
+            may contain beyond skops' own trusted set. Anything else is refused at load.
+        estimator_types: sklearn only: accepted classes of the saved top-level estimator,
+            fully qualified; a checkpoint holding another class is refused.
+        save_extra: optional ``save_extra(model, directory) -> None`` writing extra files
+            (a vocabulary, a tokenizer) next to the weights; every file in the checkpoint
+            directory is hashed into ``model.json``.
+        load_extra: optional ``load_extra(directory, info) -> dict`` returning extra
+            keyword arguments for the builder (e.g. ``{"vocab": [...]}``) read from those
+            files; ``info`` is the parsed ``model.json``.
+    """
+
+    name: str
+    description: str
+    kind: Kind
+    modality: Modality
+    builder: Callable[..., Any]
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    dataset_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    trusted_types: tuple[str, ...] = ()
+    estimator_types: tuple[str, ...] = ()
+    save_extra: Callable[[Any, Path], None] | None = None
+    load_extra: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None
+
+    def defaults_for(self, dataset: str | None = None) -> dict[str, Any]:
+        """Training defaults for ``dataset`` (the general ones updated by its overrides)."""
+        out = dict(self.train_defaults)
+        if dataset is not None:
+            out.update(self.dataset_defaults.get(dataset, {}))
+        return out
+
+    def options(self) -> dict[str, Any]:
+        """The builder's keyword options and their defaults (``advx train --list``)."""
+        skip = {"input_shape", "num_classes", "seed"}
+        out: dict[str, Any] = {}
+        for p in inspect.signature(self.builder).parameters.values():
+            if p.name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            out[p.name] = None if p.default is p.empty else p.default
+        return out
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+ARCHS: Mapping[str, ArchSpec] = MappingProxyType(_REGISTRY)
+"""Every registered architecture by name (read-only view; add with :func:`register`).
+``ARCHS[name].description`` is its one-line summary."""
+
+
+def register(spec: ArchSpec) -> ArchSpec:
+    """Add an architecture to :data:`ARCHS`; returns ``spec``.
+
+    Raises:
+        ConfigError: the name is taken, or ``kind``/``modality`` is unknown.
+    """
+    if spec.name in _REGISTRY:
+        raise ConfigError(f"architecture {spec.name!r} is already registered")
+    if spec.kind not in ("torch", "sklearn"):
+        raise ConfigError(f"{spec.name}: kind must be 'torch' or 'sklearn', got {spec.kind!r}")
+    if spec.modality not in ("image", "text"):
+        raise ConfigError(f"{spec.name}: modality must be 'image' or 'text'")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_arch(name: str) -> ArchSpec:
+    """The :class:`ArchSpec` registered as ``name``.
+
+    Raises:
+        ConfigError: unknown name; the message lists the registered ones.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown architecture {name!r}; choose one of {', '.join(sorted(_REGISTRY))} "
+            "(`advx train --list` describes them)"
+        ) from None
+
+
+def jsonable(kwargs: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+    """``kwargs`` after a JSON round trip (tuples become lists), so a model built now and
+    one rebuilt from ``model.json`` later receive identical arguments.
+
+    Raises:
+        ConfigError: a value is not representable in JSON.
+    """
+    try:
+        out: dict[str, Any] = json.loads(json.dumps(dict(kwargs), allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            f"{what}: options must be JSON values (numbers, strings, lists): {e}"
+        ) from None
+    return out
+
+
+def check_kwargs(spec: ArchSpec, kwargs: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` if ``kwargs`` holds an option ``spec.builder`` lacks."""
+    allowed = spec.options()
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"architecture {spec.name!r} has no option(s) {', '.join(unknown)}; "
+            f"its options are: {', '.join(sorted(allowed)) or '(none)'}"
+        )
+
+
+def build(
+    arch: str,
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    seed: int = 0,
+    **arch_kwargs: Any,
+) -> Any:
+    """Build an untrained model of architecture ``arch``.
+
+    Args:
+        arch: a name in :data:`ARCHS` (``linear``, ``mlp``, ``cnn``, ``rnn``, ``logreg``,
+            ``svm``, ``tree``, ``forest``, ``knn``, ...).
+        input_shape: shape of one example, e.g. ``(1, 28, 28)``.
+        num_classes: number of classes.
+        class_names: one name per class (default ``"0"``, ``"1"``, ...).
+        bounds: the valid input domain ``(lo, hi)``; default ``(0, 1)``.
+        mean, std: torch only: per-channel normalisation applied inside the model's
+            forward (inputs stay in ``bounds``; see :class:`Classifier`).
+        seed: sklearn only: the estimator's ``random_state``. (Torch weights are
+            initialised from torch's global generator; seed it, or use
+            :func:`advx.training.train`, which does.)
+        **arch_kwargs: the architecture's options (``ARCHS[arch].options()``), JSON values.
+
+    Returns:
+        A :class:`~advx.models.adapter.Classifier` (torch) or a
+        :class:`~advx.models.classic.SklearnClassifier` (scikit-learn); either carries
+        ``arch`` and ``arch_kwargs`` so :func:`advx.models.save` can record them.
+
+    Raises:
+        ConfigError: unknown architecture or option, or options that do not fit the
+            input shape (e.g. too many pooling layers for 8x8 images).
+
+    Example:
+        >>> clf = build("cnn", input_shape=(1, 28, 28), num_classes=10, channels=[16, 32])
+        >>> clf.arch, clf.arch_kwargs
+        ('cnn', {'channels': [16, 32]})
+    """
+    spec = get_arch(arch)
+    check_kwargs(spec, arch_kwargs)
+    kwargs = jsonable(arch_kwargs, what=f"architecture {arch!r}")
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ConfigError(f"input_shape must be positive sizes, got {tuple(input_shape)}")
+    if int(num_classes) < 2:
+        raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
+    if class_names is not None and len(class_names) != int(num_classes):
+        raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
+    if spec.kind == "sklearn":
+        from advx.models.classic import SklearnClassifier
+
+        estimator = spec.builder(seed=int(seed), **kwargs)
+        return SklearnClassifier(
+            estimator,
+            arch=arch,
+            arch_kwargs=kwargs,
+            input_shape=shape,
+            num_classes=int(num_classes),
+            class_names=class_names,
+            bounds=bounds,
+        )
+    net = spec.builder(shape, int(num_classes), **kwargs)
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"builder of {arch!r} returned {type(net).__name__}, not nn.Module")
+    clf = Classifier(
+        net,
+        input_shape=shape,
+        num_classes=int(num_classes),
+        bounds=bounds,
+        mean=mean,
+        std=std,
+        class_names=class_names,
+    )
+    clf.arch = arch
+    clf.arch_kwargs = kwargs
+    return clf
