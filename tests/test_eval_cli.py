@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory) -> Path:
     from advx.training import default_config, train
 
     out = tmp_path_factory.mktemp("models") / "mlp"
-    train("mlp", "digits", config=default_config("mlp", "digits", epochs=5), out=out)
+    train("mlp", "digits", config=default_config("mlp", "digits", epochs=3), out=out)
     return out
 
 

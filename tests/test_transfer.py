@@ -239,7 +239,7 @@ def test_cli_transfer_then_report(tmp_path):
     dirs = {}
     for arch in ("mlp", "logreg", "tree"):
         dirs[arch] = tmp_path / arch
-        cfg = default_config(arch, "digits", epochs=5) if arch == "mlp" else None
+        cfg = default_config(arch, "digits", epochs=3) if arch == "mlp" else None
         train(arch, "digits", config=cfg, out=dirs[arch])
     args = ["transfer", "--attack", "fgsm", "--eps", "0.2", "-n", "80", "--json"]
     for d in dirs.values():
