@@ -337,16 +337,9 @@ def test_early_stop_saves_queries_not_success(slug, kwargs, digits_data, digits_
     assert early.queries.float().mean() < 0.8 * full.queries.float().mean()
 
 
-CW_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3 note): targeted CW-L2 reaches ~53% on the digits MLP, "
-    "below the 90% bar; the binary search over c needs work",
-)
-
-
 @pytest.mark.parametrize(
     "slug",
-    ["mi-fgsm", pytest.param("cw-l2", marks=CW_GAP), "deepfool", "apgd-ce", "apgd-t"],
+    ["mi-fgsm", "cw-l2", "deepfool", "apgd-ce", "apgd-t"],
 )
 def test_targeted_variants_hit_their_targets(slug, digits_data, digits_mlp):
     x, y = digits_data[2][:60], digits_data[3][:60]
