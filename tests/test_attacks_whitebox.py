@@ -429,11 +429,6 @@ def fmnist_500(fmnist_test):
     return fmnist_test[0][:500], fmnist_test[1][:500]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3 note): PGD-20 leaves 4.6% robust on the 2-epoch fixture CNN "
-    "(2.2-2.4% on the zoo CNN in bench/whitebox.py), above the issue's 2% target",
-)
 def test_pgd20_drives_demo_cnn_to_zero(fmnist_cnn, fmnist_500):
     # At eps=0.1 the strongest attack here (APGD-CE, 50 steps) leaves 3.8% of these 500
     # images robust and PGD-20 4.6%, so the issue's "<= 2% at eps=0.1" cannot hold on this
