@@ -26,7 +26,10 @@ from advx.threat import norm_of
 # Attacks the generic property tests cannot set up on a tiny model; give the reason.
 SPECIAL: dict[str, str] = {}
 # Cheap settings, applied to whichever of these fields an attack has.
-FAST = {"steps": 3, "max_iter": 4, "binary_search_steps": 2, "n_target_classes": 2}
+FAST = {
+    "steps": 3, "max_iter": 4, "binary_search_steps": 2, "n_target_classes": 2, "samples": 8,
+    "rounds": 2, "epochs": 2, "seeds": 20, "init_evals": 10, "init_tries": 10, "max_evals": 200,
+}  # fmt: skip
 EPS = {"linf": 0.1, "l2": 0.8, "l1": 3.0, "l0": 4.0}
 
 
@@ -455,6 +458,7 @@ def test_deepfool_is_smaller_than_pgd_l2_on_demo_cnn(fmnist_cnn, fmnist_test):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_minimal_attacks_beat_pgd_l2_on_demo_cnn(fmnist_cnn, fmnist_500):
     x, y = fmnist_500
     target = WhiteBox(fmnist_cnn)

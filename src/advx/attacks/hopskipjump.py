@@ -93,7 +93,7 @@ def estimate_direction(
     normalised) answered by ``phi``, with the paper's baseline (mean sign) subtracted.
     Returns the unit l2 direction (l2) or its sign (linf)."""
     grad = torch.zeros_like(xb)
-    chunk = max(1, 2**19 // max(1, xb[0].numel()))  # probe rows per model call
+    chunk = max(1, min(256, 2**20 // max(1, xb[0].numel())))  # probe rows per model call
     for c in counts.unique().tolist():
         group = (counts == c).nonzero().flatten()
         for part in group.split(max(1, chunk // c)):
