@@ -1,7 +1,8 @@
 """Trained models shared by the tests, cached on disk under .cache/test-models.
 
-Until the zoo/training API is wired in, these use a minimal local training loop; the
-fixture names in conftest.py are the stable interface.
+They use a minimal local training loop of their own, independent of advx.training, so a
+bug in advx's training cannot hide behind the fixtures; the fixture names in conftest.py
+are the stable interface.
 """
 
 from __future__ import annotations
@@ -95,6 +96,23 @@ def trained(name: str, arch: str, data: str, epochs: int) -> Classifier:
     if path.exists():
         clf.load_state_dict(load_file(str(path)))
         return clf.eval()
+    # Training happens once per clean checkout; use every core even inside modules that
+    # pin torch to one thread for their small models (tests/_single_thread.py).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        _fit(clf, xtr, ytr, arch, epochs)
+    finally:
+        torch.set_num_threads(threads)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(clf.state_dict(), str(tmp))
+    os.replace(tmp, path)
+    return clf
+
+
+def _fit(clf: Classifier, xtr: torch.Tensor, ytr: torch.Tensor, arch: str, epochs: int) -> None:
+    """Adam, batch 128, seeded: the fixtures' training loop (leaves ``clf`` in eval mode)."""
     g = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(clf.parameters(), lr=1e-3 if arch == "cnn" else 3e-3)
     clf.train()
@@ -107,8 +125,3 @@ def trained(name: str, arch: str, data: str, epochs: int) -> Classifier:
             loss.backward()
             opt.step()
     clf.eval()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(clf.state_dict(), str(tmp))
-    os.replace(tmp, path)
-    return clf
