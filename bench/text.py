@@ -17,6 +17,21 @@ DeepWordBug against an LSTM on MR (Morris et al. 2020, "TextAttack", Table 4: 81
 success, 15.5% of words perturbed, 32.7 queries); the data differ, so the comparison is
 qualitative.
 
+Why the tweet models resist (measured, not assumed; see ``removal_ceiling`` and
+``success_by_class`` in the JSON). Four in five correctly classified test tweets are
+negative, mostly airline complaints, and their negative evidence does not sit in the
+words a recipe may touch: with *every* attackable word deleted at once (stop words,
+negations, mentions, URLs, punctuation and emoji stay), only 6-9% of them flip on
+``wordcnn``/``lstm``. Character edits map a word to the unknown token, which removes
+it much like deletion, so DeepWordBug is capped near that on negative tweets however it
+searches; word swaps get further only by adding positive evidence with a near-synonym.
+Positive tweets flip far more often (55-90%). Each recipe keeps stop words (negations
+included) untouched, as the papers and TextAttack do; the issue's 90% target assumes
+a corpus like MR, balanced and with sentiment in content words.
+
+``success_rate_balanced`` is the mean of the per-class success rates (the success rate
+on a class-balanced sample, as MR is).
+
 ``--adv`` also trains ``wordcnn`` with DeepWordBug augmentation (``advx train --adv
 deepwordbug``) and reports its clean accuracy and DeepWordBug success next to the plain
 model; ``--transfer`` evaluates every model on the adversarial texts crafted on every
@@ -66,6 +81,10 @@ def get_model(arch: str, models_dir: Path, *, adv: str | None = None) -> tuple[A
         "train_seconds": info.get("training", {}).get("seconds"),
         "epochs": info.get("training", {}).get("epochs"),
         "adversarial": info.get("adversarial"),
+        # the weights' hash names the cached attack runs, so retraining invalidates them
+        "checkpoint": "".join(
+            f["sha256"][:8] for _, f in sorted(info.get("files", {}).items()) if "sha256" in f
+        ),
     }
     return load(path), rec
 
@@ -74,15 +93,16 @@ def run_attack(
     model: Any, recipe: str, texts: list[str], y: torch.Tensor, max_queries: int, cache: Path | None
 ) -> Any:
     """The results of ``recipe`` on ``model`` (read from ``cache`` when a run with the same
-    texts and settings was saved there)."""
+    texts and the same attack configuration was saved there)."""
     from advx.text.recipes import create
     from advx.text.result import TextAttackResults
 
+    attack = create(recipe, model=model, max_queries=max_queries, seed=0)
     if cache is not None and cache.is_file():
         res = TextAttackResults.load(cache)
-        if [r.original for r in res] == texts and res.config.get("max_queries") == max_queries:
+        if [r.original for r in res] == texts and res.config == attack.config:
             return res
-    res = create(recipe, model=model, max_queries=max_queries, seed=0)(model, texts, y)
+    res = attack(model, texts, y)
     if cache is not None:
         res.save(cache)
     return res
@@ -104,9 +124,42 @@ def attack_row(
         **{k: s[k] for k in ("n", "clean_accuracy", "robust_accuracy", "success_rate",
                              "mean_words_changed_pct", "mean_queries", "seconds")},
         "success_by_class": by_class,
+        "success_rate_balanced": _mean([v for v in by_class.values() if v is not None]),
         "max_words_changed_pct": max((r.words_changed_pct for r in res if r.succeeded), default=None),
     }  # fmt: skip
     return row, res
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def removal_ceiling(model: Any, texts: list[str], y: torch.Tensor) -> dict[str, Any]:
+    """How far removing evidence can go: for the tweets the model gets right, the share
+    (per true class) whose label flips when *every* word the recipes may touch (all but
+    stop words, mentions, URLs, punctuation, emoji) is deleted at once. A typo that maps
+    a word to the unknown token removes it in much the same way, so this bounds what
+    DeepWordBug can do, whatever the search; word swaps can exceed it only by adding
+    evidence for the other class."""
+    from advx.text.constraints import default_stopwords
+    from advx.text.sentence import Sentence
+
+    stop = default_stopwords()
+    clean = model.predict_proba(texts).argmax(1)
+    stripped = []
+    for t in texts:
+        s = Sentence.parse(t)
+        for i in reversed(range(len(s))):
+            if s.words[i].lower() not in stop:
+                s = Sentence.parse(s.with_word(i, ""))
+        stripped.append(s.text)
+    after = model.predict_proba(stripped).argmax(1)
+    out: dict[str, Any] = {}
+    for c, name in enumerate(model.class_names):
+        right = [i for i in range(len(texts)) if int(y[i]) == c and int(clean[i]) == c]
+        flips = sum(int(after[i]) != c for i in right)
+        out[name] = {"n": len(right), "flip_rate": flips / len(right) if right else None}
+    return out
 
 
 def fmt(v: Any, pct: bool = False) -> str:
@@ -150,10 +203,17 @@ def main() -> None:
     for arch in args.archs.split(","):
         model, rec = get_model(arch, args.models_dir)
         models[arch] = model
+        with torch.no_grad():
+            ceiling = removal_ceiling(model, texts, y)
+        print(f"{arch:8s} all attackable words deleted flips "
+              + ", ".join(f"{k} {fmt(v['flip_rate'], True)}" for k, v in ceiling.items()),
+              flush=True)  # fmt: skip
         rows = []
         for recipe in args.recipes.split(","):
             t0 = time.perf_counter()
-            cache = runs / f"{arch}-{recipe}-n{len(texts)}-q{args.max_queries}.json"
+            cache = (
+                runs / f"{arch}-{rec['checkpoint']}-{recipe}-n{len(texts)}-q{args.max_queries}.json"
+            )
             row, res = attack_row(model, recipe, texts, y, args.max_queries, cache)
             crafted[(arch, recipe)] = res
             rows.append(row)
@@ -162,11 +222,14 @@ def main() -> None:
                   f"pos {fmt(row['success_by_class'].get('positive'), True)})  "
                   f"words {fmt(row['mean_words_changed_pct'])}%  queries {fmt(row['mean_queries'])}  "
                   f"{time.perf_counter() - t0:.0f}s", flush=True)  # fmt: skip
-        doc["models"][arch] = {**rec, "attacks": rows}
+        doc["models"][arch] = {**rec, "removal_ceiling": ceiling, "attacks": rows}
         args.out.write_text(json.dumps(doc, indent=1))
     if args.adv:
         model, rec = get_model("wordcnn", args.models_dir, adv="deepwordbug")
-        cache = runs / f"wordcnn-adv-deepwordbug-n{len(texts)}-q{args.max_queries}.json"
+        cache = (
+            runs
+            / f"wordcnn-adv-{rec['checkpoint']}-deepwordbug-n{len(texts)}-q{args.max_queries}.json"
+        )
         row, _ = attack_row(model, "deepwordbug", texts, y, args.max_queries, cache)
         doc["adversarial_training"] = {
             "arch": "wordcnn",

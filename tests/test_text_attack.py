@@ -205,7 +205,7 @@ def test_results_save_load_and_views(tmp_path):
     from advx.text.result import diff_rich
 
     console.print(diff_rich(res[0], ("neg", "pos")))
-    assert "awful" in console.export_text()
+    assert "\u2192awful" in console.export_text()  # old word, arrow, new word
 
 
 def test_recipe_registry_lists_the_papers():

@@ -12,7 +12,7 @@ import torch
 
 from advx.errors import CheckpointError, ConfigError
 from advx.text import recipes
-from advx.text.embeddings import WordEmbeddings
+from advx.text.embeddings import MINILM_SYNONYM_COS, WordEmbeddings
 from advx.text.models import TextClassifier, build, load, save
 from advx.text.sentence import Sentence
 from advx.text.wordnet import WordNet
@@ -115,7 +115,7 @@ def test_hotflip_on_trained_bow_stays_in_the_neighbourhood(bow):
         for seg in r.diff():
             if seg.changed:
                 assert seg.new.lower() in vocab
-                assert (space.cosine(seg.old, seg.new) or -1) >= 0.4 - 1e-6
+                assert (space.cosine(seg.old, seg.new) or -1) >= MINILM_SYNONYM_COS - 1e-6
                 assert seg.new.lower() not in wn.antonyms(seg.old)
 
 
@@ -134,7 +134,7 @@ def _toy_reviews(n: int, seed: int):
     return TextDataset("toy-reviews", tuple(texts), torch.tensor(ys), ("negative", "positive"))
 
 
-def test_adversarial_augmentation_adds_successful_examples():
+def test_adversarial_augmentation_adds_attack_outputs():
     from advx.text.training import TextAugmentation, train
     from advx.training import default_config
 
@@ -145,7 +145,9 @@ def test_adversarial_augmentation_adds_successful_examples():
     assert res.test_accuracy > 0.95
     log = res.info["adversarial"]["rounds_log"]
     assert res.info["adversarial"]["adv"] == "deepwordbug" and len(log) == 2
-    assert log[0]["attacked"] == 60 and 0 < log[0]["added"] <= 60
+    assert log[0]["attacked"] == 60 and 0 < log[0]["succeeded"] <= log[0]["added"] <= 60
+    # failed attempts are outputs too: the second round, on a more robust model, fails often
+    assert log[1]["succeeded"] < log[1]["added"]
     assert log[1]["train_size"] == 300 + log[0]["added"] + log[1]["added"]
     with pytest.raises(ConfigError):
         TextAugmentation(attack="nonsense")

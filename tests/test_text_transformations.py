@@ -27,6 +27,7 @@ from advx.text.transformations import (
     GradientFlip,
     WordNetSynonyms,
     char_edits,
+    describe,
 )
 from advx.text.wordnet import LEXNAMES, WordNet
 from tests._text_helpers import GradientBoW, LinearBoW
@@ -210,6 +211,13 @@ def test_embedding_neighbours_and_composite():
     texts = [c.text for c in comp(s, [0], rng=random.Random(0))]
     assert texts[:2] == ["Great day", "Fine day"] and "oGod day" in texts
     assert len(texts) == len(set(texts))
+    # reports (and the bench's result cache) tell configurations apart
+    assert describe(t) == "EmbeddingNeighbours(k=2, min_cos=0.5)"
+    assert describe(EmbeddingNeighbours(space=space, k=2, min_cos=0.3)) != describe(t)
+    assert describe(GradientFlip(top_n=3)) == "GradientFlip(top_n=3)"
+    assert describe(GradientFlip(neighbours=space, min_cos=0.3)) == (
+        "GradientFlip(top_n=5, k=50, min_cos=0.3)"
+    )
 
 
 def test_gradient_flip_matches_first_order_gain():

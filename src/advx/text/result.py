@@ -295,13 +295,15 @@ def diff_html(result: TextAttackResult, class_names: Sequence[str] = ()) -> str:
 
 def diff_rich(result: TextAttackResult, class_names: Sequence[str] = ()) -> Any:
     """A ``rich.text.Text`` of the diff for the terminal: removed words red and struck
-    through, new words green, then the prediction before and after."""
+    through, an arrow, new words green (``love→lovers`` without colour), then the
+    prediction before and after."""
     from rich.text import Text
 
     t = Text()
     for seg in result.diff():
         if seg.changed:
             t.append(seg.old, style="red strike")
+            t.append("\u2192", style="dim")  # an arrow keeps it readable without colour
             t.append(seg.new, style="bold green")
         else:
             t.append(seg.old)

@@ -403,4 +403,9 @@ def describe(t: Any) -> str:
         return f"char-edit({','.join(t.kinds)})"
     if isinstance(t, Composite):
         return "+".join(describe(p) for p in t.parts)
+    if isinstance(t, EmbeddingNeighbours):
+        return f"EmbeddingNeighbours(k={t.k}, min_cos={t.min_cos})"
+    if isinstance(t, GradientFlip):
+        near = "" if t.neighbours is None else f", k={t.k}, min_cos={t.min_cos}"
+        return f"GradientFlip(top_n={t.top_n}{near})"
     return type(t).__name__
