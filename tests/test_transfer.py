@@ -268,3 +268,23 @@ def test_linear_models_transfer_to_each_other(sk, test_set):
     x, y = test_set
     res = transfer_matrix({"lr": sk["lr"]}, {"svm": sk["svm"]}, (x, y), eps=0.2, attack="fgsm")
     assert res.rate("lr", "svm") > 0.5
+
+
+def test_http_endpoint_as_target(digits_mlp, sk, test_set):
+    """A model served over the Open Inference Protocol is a target like any other: its
+    column equals the column of the same model called in process."""
+    from starlette.testclient import TestClient
+
+    from advx.adapters import HttpTarget, sklearn_target
+    from advx.serve.server import create_app
+
+    x, y = test_set
+    app = create_app(sklearn_target(sk["lr"], input_shape=(1, 8, 8)), name="lr")
+    with TestClient(app) as tc:
+        remote = HttpTarget("http://testserver", "lr", outputs="labels", http_client=tc)
+        res = transfer_matrix(
+            {"mlp": digits_mlp}, {"lr": sk["lr"], "lr-http": remote}, (x, y), eps=0.15,
+            attack="fgsm",
+        )  # fmt: skip
+    assert res.eligible[0][0] == res.eligible[0][1] > 0
+    assert res.fooled[0][0] == res.fooled[0][1]

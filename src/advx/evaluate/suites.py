@@ -11,7 +11,10 @@ Suites (``advx eval --list`` prints them):
 * ``quick`` — FGSM then PGD-20: a smoke test, minutes on a laptop; an upper bound only.
 * ``standard`` — the AutoAttack recipe (Croce & Hein, ICML 2020, "Reliable evaluation of
   adversarial robustness with an ensemble of diverse parameter-free attacks"): APGD-CE,
-  targeted APGD-DLR, FAB (targeted) and Square with 5000 queries.
+  targeted APGD-DLR, FAB and Square with 5000 queries. advx's FAB is untargeted: each
+  iteration linearises every class and steps to the closest boundary, where AutoAttack's
+  FAB-T runs once per target class (nine runs on ten classes); on the models we compared
+  (tests/test_eval_faithful.py, bench/autoattack.py) the suite is as strong as AutoAttack.
 * ``thorough`` — ``standard`` with restarts and more steps, plus an untargeted APGD-DLR.
 
 Custom suites are JSON files: ``{"name": "mine", "attacks": [{"attack": "pgd",
@@ -147,7 +150,11 @@ SUITES: dict[str, Suite] = {
         (
             SuiteAttack("apgd-ce", {"steps": _APGD_STEPS}, note="APGD on cross-entropy"),
             SuiteAttack("apgd-t", {"steps": _APGD_STEPS}, note="targeted APGD on DLR loss"),
-            SuiteAttack("fab", note="minimum-norm FAB (targeted version when available)"),
+            SuiteAttack(
+                "fab",
+                note="minimum-norm FAB, untargeted (every class linearised at each step; "
+                "AutoAttack's FAB-T runs once per target class instead)",
+            ),
             SuiteAttack(
                 "square",
                 {"steps": 5000, "p_init": 0.8},
