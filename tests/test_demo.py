@@ -37,3 +37,17 @@ def test_quick_demo_tells_the_whole_story(tmp_path: Path) -> None:
     report = (tmp_path / "report.html").read_text()
     assert report.count('src="data:image/png;base64,') >= 3
     assert (tmp_path / "summary.md").read_text().strip()
+
+
+def test_one_chapter_alone_gets_the_model_from_chapter_one(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = CliRunner().invoke(app, ["demo", "--quick", "--only", "ch02", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert res.exit_code == 0, res.output
+    out = re.sub(r"\s+", " ", res.output)
+    titles = [c.TITLE for c in chapters()]
+    assert titles[0] in out and titles[1] in out
+    assert not any(t in out for t in titles[2:])

@@ -15,15 +15,19 @@ def demo(
         False, "--quick", help="Use the 8x8 digits and tiny settings (under a minute)."
     ),
     only: list[str] = typer.Option(
-        [], "--only", help="Run only chapters whose name contains this (repeatable)."
+        [],
+        "--only",
+        help="Run only chapters whose name contains this, e.g. ch05 (repeatable); chapter 1, "
+        "which trains or reloads the model, always runs.",
     ),
     seed: int = typer.Option(0, help="Seed for every random choice."),
 ) -> None:
     """Tell the whole story: train, attack, transfer, black-box, text, defend, report.
 
     Trains (or reuses) a Fashion-MNIST CNN and walks through each chapter, writing
-    figures and an HTML page under OUT. `--quick` uses digits and finishes in about a
-    minute.
+    figures and an HTML page under OUT (about 10 minutes of CPU time on a laptop; a
+    second run reuses the trained models). `--quick` uses digits and finishes in about a
+    minute. Example: advx demo --quick --only ch05
     """
     from advx.demo import DemoContext, run
 
