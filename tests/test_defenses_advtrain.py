@@ -142,7 +142,7 @@ def test_trades_maximises_the_kl_and_its_loss_has_the_closed_form(digits_mlp, di
     assert kl(x_adv) > 2 * kl(start)
     loss, _ = adv.loss(_batch(digits_mlp, x, y, seed=1))
     ref = F.cross_entropy(digits_mlp(x), y) + 6.0 * kl(x_adv)
-    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- training

@@ -118,6 +118,9 @@ def test_mahalanobis_matches_the_closed_form():
     p = probe.view(7, 4).double().numpy()
     ref = np.min([[(q - m) @ prec @ (q - m) for m in mu] for q in p], axis=1)
     np.testing.assert_allclose(det.score(probe).numpy(), ref, rtol=1e-4)
+    det.calibrate(x, fpr=0.1)  # its cost: no trained weights, 3 means + a 4x4 precision
+    cost = RejectingClassifier(clf, det).cost(x[:8], repeats=1)
+    assert cost["detector_parameters"] == 0 and cost["detector_buffers"] == 3 * 4 + 4 * 4
     with pytest.raises(InputError, match="every class"):
         det.fit(x[y != 2], y[y != 2])
 
@@ -172,9 +175,8 @@ def test_rejecting_classifier_is_a_target_with_a_reject_label(digits_cnn, digits
     r = create("pgd", eps=0.2, steps=5)(system, x[:50], yte[:50])
     assert isinstance(r, AttackResult) and int(r.pred_adv.max()) <= 10
     cost = system.cost(x[:64], repeats=2)
-    assert cost["detector_parameters"] == 0 and cost["model_parameters"] == sum(
-        p.numel() for p in digits_cnn.parameters()
-    )
+    assert cost["detector_parameters"] == cost["detector_buffers"] == 0
+    assert cost["model_parameters"] == sum(p.numel() for p in digits_cnn.parameters())
     assert cost["defended_ms_per_batch"] > 0 and cost["latency_ratio"] > 0
     other = FeatureSqueezing(Classifier(nn.Flatten(), input_shape=(1, 8, 8), num_classes=64))
     other.calibrate(xtr, fpr=0.2)

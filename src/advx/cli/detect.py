@@ -136,7 +136,8 @@ def print_detector_report(rep: Any) -> None:
     c = rep.cost
     console.print(
         f"bare model accuracy {_pct(rep.clean_accuracy)}; cost: "
-        f"{c['detector_parameters']:,} detector parameters on top of {c['model_parameters']:,}, "
+        f"{c['detector_parameters']:,} detector parameters (+{c['detector_buffers']:,} stored "
+        f"statistics) on top of {c['model_parameters']:,}, "
         f"{c['defended_ms_per_batch']:.1f} ms vs {c['model_ms_per_batch']:.1f} ms per batch of "
         f"{c['batch_size']} (x{c['latency_ratio']:.2f})"
     )

@@ -83,7 +83,8 @@ def run(ctx: Any) -> None:
         f"An attacker who differentiates through it gets {pct(ad.detection_rate if ad else None)} "
         f"flagged, and the defended system's accuracy under attack falls from "
         f"{pct(na.defended_accuracy)} to {pct(ad.defended_accuracy if ad else None)}. "
-        f"Cost: {c['detector_parameters']:,} more parameters (the model has "
-        f"{c['model_parameters']:,}) and {c['latency_ratio']:.1f}x the latency per batch."
+        f"Cost: {c['detector_parameters']:,} more parameters and {c['detector_buffers']:,} "
+        f"stored statistics (the model has {c['model_parameters']:,} parameters) and "
+        f"{c['latency_ratio']:.1f}x the latency per batch."
     )
     ctx.artifacts["detect"] = rep.to_json()
