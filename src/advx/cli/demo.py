@@ -25,7 +25,7 @@ def demo(
     """Tell the whole story: train, attack, transfer, black-box, text, defend, report.
 
     Trains (or reuses) a Fashion-MNIST CNN and walks through each chapter, writing
-    figures and an HTML page under OUT (about 10 minutes of CPU time on a laptop; a
+    figures and an HTML page under OUT (about 7 minutes on a 2-core laptop CPU; a
     second run reuses the trained models). `--quick` uses digits and finishes in about a
     minute. Example: advx demo --quick --only ch05
     """
