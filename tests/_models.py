@@ -7,11 +7,9 @@ are the stable interface.
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,7 +20,6 @@ CACHE = Path(
         "ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models"
     )
 )
-FMNIST_DIR = Path(os.environ.get("ADVX_DATA_DIR", "/usr/share/datasets")) / "fashion-mnist"
 
 
 def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -37,18 +34,12 @@ def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
     return x[tr], y[tr], x[te], y[te]
 
 
-def _idx(path: Path) -> np.ndarray:
-    raw = gzip.open(path).read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def fmnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    p = "train" if split == "train" else "t10k"
-    x = torch.tensor(_idx(FMNIST_DIR / f"{p}-images-idx3-ubyte.gz"), dtype=torch.float32) / 255.0
-    y = torch.tensor(_idx(FMNIST_DIR / f"{p}-labels-idx1-ubyte.gz"), dtype=torch.int64)
-    return x.unsqueeze(1), y
+    """Fashion-MNIST ``split`` ("train" or "test") as (N, 1, 28, 28) in [0, 1], labels."""
+    from advx.data import load
+
+    d = load("fashion-mnist", split=split)
+    return d.x, d.y
 
 
 def _net(arch: str, shape: tuple[int, ...], classes: int) -> nn.Module:
@@ -77,18 +68,9 @@ def trained(name: str, arch: str, data: str, epochs: int) -> Classifier:
         names = tuple(str(i) for i in range(10))
     else:
         xtr, ytr = fmnist("train")
-        names = (
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        )
+        from advx.data.fashion_mnist import CLASS_NAMES
+
+        names = CLASS_NAMES
     shape = tuple(xtr.shape[1:])
     torch.manual_seed(0)
     clf = Classifier(_net(arch, shape, 10), input_shape=shape, num_classes=10, class_names=names)

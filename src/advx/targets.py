@@ -241,24 +241,10 @@ class WhiteBox(Target):
 
     @contextmanager
     def attacking(self) -> Iterator[WhiteBox]:
-        from advx.models.adapter import Classifier
+        from advx.models.adapter import frozen_eval
 
-        if isinstance(self.model, Classifier):
-            with self.model.frozen_eval():
-                yield self
-            return
-        modes = [(m, m.training) for m in self.model.modules()]
-        grads = [(p, p.requires_grad) for p in self.model.parameters()]
-        try:
-            self.model.eval()
-            for p, _ in grads:
-                p.requires_grad_(False)
+        with frozen_eval(self.model):
             yield self
-        finally:
-            for m, mode in modes:
-                m.training = mode
-            for p, flag in grads:
-                p.requires_grad_(flag)
 
 
 class ScoreBox(Target):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
@@ -168,9 +168,7 @@ class ThreatModel:
         """
         if self.is_sweep:
             raise InputError("project() needs a single eps; use .at(eps) on a sweep")
-        eps = self.eps
-        assert isinstance(eps, float)
-        delta = project(x_adv - x, self.norm, eps)
+        delta = project(x_adv - x, self.norm, cast(float, self.eps))  # not a sweep: a float
         return clip_to_bounds(x + delta, self.bounds)
 
     def distance(self, x_adv: Tensor, x: Tensor) -> Tensor:

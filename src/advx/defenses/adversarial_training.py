@@ -496,8 +496,8 @@ class OverfitGuard:
                 f"the held-out batch fell from {best:.1%} to {robust:.1%}"
             )
             if self.action == "stop":
-                assert self._best is not None  # a collapse needs an earlier best
-                model.load_state_dict(self._best[1])
+                if self._best is not None:  # always: a collapse is a fall from a best
+                    model.load_state_dict(self._best[1])
                 raise StopTraining(msg + "; restored the weights of the best check")
             log.warning("%s; consider fgsm-rs with a smaller step or pgd", msg)
         return record

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from advx.errors import CheckpointError, ConfigError, InputError
-from advx.models.adapter import Classifier
+from advx.models.adapter import Classifier, frozen_eval
 
 log = logging.getLogger(__name__)
 
@@ -181,19 +181,8 @@ class Detector(nn.Module, ABC):
     @contextmanager
     def frozen(self) -> Iterator[Detector]:
         """Eval mode and frozen parameters for detector and classifier; restored after."""
-        modes = [(m, m.training) for m in self.modules()]
-        grads = [(p, p.requires_grad) for p in self.parameters()]
-        try:
-            self.eval()
-            for p, _ in grads:
-                p.requires_grad_(False)
-            with self.model.frozen_eval():
-                yield self
-        finally:
-            for m, mode in modes:
-                m.training = mode
-            for p, flag in grads:
-                p.requires_grad_(flag)
+        with frozen_eval(self), self.model.frozen_eval():
+            yield self
 
     def score(self, x: Tensor, *, batch_size: int = 500) -> Tensor:
         """Anomaly scores ``(N,)`` without gradient, in batches, in eval mode."""

@@ -15,6 +15,26 @@ import torch
 from torch import Tensor, nn
 
 
+@contextmanager
+def frozen_eval(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and frozen parameters for any module for the duration; the exact previous
+    state (every submodule's ``training`` flag, every parameter's ``requires_grad``) is
+    restored afterwards, even on error. What an attack or a detector needs while it
+    differentiates through a model it must not change."""
+    modes = [(m, m.training) for m in module.modules()]
+    grads = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        module.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
 class Classifier(nn.Module):
     """A classifier over bounded inputs: ``x in [lo, hi]^input_shape -> logits``.
 
@@ -83,18 +103,8 @@ class Classifier(nn.Module):
         """Eval mode and frozen parameters for the duration; the exact previous state
         (every submodule's ``training`` flag, every parameter's ``requires_grad``) is
         restored afterwards, even on error."""
-        modes = [(m, m.training) for m in self.modules()]
-        grads = [(p, p.requires_grad) for p in self.parameters()]
-        try:
-            self.eval()
-            for p, _ in grads:
-                p.requires_grad_(False)
+        with frozen_eval(self):
             yield self
-        finally:
-            for m, mode in modes:
-                m.training = mode
-            for p, flag in grads:
-                p.requires_grad_(flag)
 
     def num_parameters(self) -> int:
         """Total number of parameters of the network."""
