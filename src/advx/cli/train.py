@@ -38,7 +38,9 @@ def list_archs() -> None:
 
     table = Table(title="architectures (advx train --model NAME)")
     for col in ("name", "kind", "description", "defaults", "options (--set KEY=VALUE)"):
-        table.add_column(col)
+        table.add_column(
+            col, no_wrap=col == "name", min_width=max(map(len, ARCHS)) if col == "name" else None
+        )
     for name, spec in sorted(ARCHS.items(), key=lambda kv: (kv[1].kind != "torch", kv[0])):
         defaults = ", ".join(f"{k}={v}" for k, v in spec.train_defaults.items())
         opts = ", ".join(f"{k}={v}" for k, v in spec.options().items())

@@ -10,7 +10,7 @@ in :mod:`advx.models` or :mod:`advx.training` changes.
 Example:
     >>> from advx.models import ARCHS, build
     >>> sorted(a for a, s in ARCHS.items() if s.kind == "torch" and s.modality == "image")
-    ['cnn', 'linear', 'mlp', 'rnn']
+    ['cnn', 'efficientnet-lite', 'linear', 'mlp', 'rnn']
     >>> clf = build("mlp", input_shape=(1, 8, 8), num_classes=10)
     >>> clf(torch.zeros(2, 1, 8, 8)).shape
     torch.Size([2, 10])
