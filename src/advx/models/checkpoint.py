@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from advx.errors import CheckpointError, ConfigError, InputError
+from advx.io import make_temp_dir
 from advx.models.adapter import Classifier
 from advx.models.registry import ARCHS, ArchSpec, jsonable
 
@@ -119,7 +120,7 @@ def save(
     _check_destination(dest)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    tmp = make_temp_dir(dest.parent, prefix=f".{dest.name}.", suffix=".partial")  # umask mode
     try:
         if kind == "torch":
             _write_torch(model, tmp / TORCH_FILE)
