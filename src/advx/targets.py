@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from enum import IntEnum
 from typing import Any
 
@@ -30,6 +31,11 @@ import torch
 from torch import Tensor, nn
 
 from advx.errors import AccessError, InputError, QueryBudgetExceeded
+
+
+# Called with the number of rows each Oracle charge counts: progress bars of long
+# black-box runs listen here (advx.attacks.dataset sets it for the duration of a run).
+QUERY_HOOK: ContextVar[Callable[[int], None] | None] = ContextVar("advx_query_hook", default=None)
 
 
 class Access(IntEnum):
@@ -356,6 +362,9 @@ class Oracle:
                     "must drop examples whose view.exhausted is True"
                 )
         self.queries += counts
+        hook = QUERY_HOOK.get()
+        if hook is not None:
+            hook(int(idx.numel()))
 
     @property
     def exhausted(self) -> Tensor:
