@@ -109,7 +109,7 @@ def attack_dataset(
     total = _length(data)
     parts: list[list[AttackResult]] = []  # per eps, per batch
     bar = _Bar(progress, f"{attack.name} on {target.name}", total, attack, target)
-    with bar, (journal or nullcontext()):
+    with bar, journal or nullcontext():
         for chunk in _chunks(data, targets):
             done = journal.saved(chunk.start, len(chunk.y)) if journal else []
             covered = sum(_n(r) for r in done)
@@ -279,6 +279,14 @@ def _free() -> None:
 
 
 # ----------------------------------------------------------------------------- resume
+def clear_parts(out: str | Path) -> None:
+    """Remove the per-batch files of a finished run in ``out`` (after its merged result
+    was saved elsewhere); the next call with that ``out`` starts afresh."""
+    out = Path(out)
+    shutil.rmtree(out / "parts", ignore_errors=True)
+    (out / JOURNAL).unlink(missing_ok=True)
+
+
 class _Journal:
     """Saved batches of one run directory: ``parts/<start>/`` (one AttackResult per eps)
     and ``batches.jsonl`` (a record per finished batch)."""
@@ -330,7 +338,9 @@ class _Journal:
             rec = self.done[pos]
             if pos + int(rec["n"]) > start + n:
                 break  # a saved batch that straddles this chunk: attack it again
-            rs = [AttackResult.load(self.parts / f"{pos:010d}" / f"eps{e}") for e in range(rec["eps"])]
+            rs = [
+                AttackResult.load(self.parts / f"{pos:010d}" / f"eps{e}") for e in range(rec["eps"])
+            ]
             got.append(SweepResult(tuple(rs)) if rec.get("sweep") else rs[0])
             pos += int(rec["n"])
         return got

@@ -34,7 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -344,18 +344,14 @@ def adversarial_examples(
 ) -> Tensor:
     """Adversarial versions of ``x`` from a registered attack (``advx.attacks.create``)
     on the bare ``model``; examples the model already gets wrong come back unchanged."""
-    from advx.attacks import AttackResult, create
+    from advx.attacks import AttackResult, attack_dataset, create
     from advx.targets import WhiteBox
 
     atk = create(attack, eps=eps, seed=seed, **settings)
-    target = WhiteBox(model)
-    out = []
-    for i in range(0, x.shape[0], batch_size):
-        r = atk(target, x[i : i + batch_size], y[i : i + batch_size])
-        if not isinstance(r, AttackResult):
-            raise InputError("adversarial_examples takes a single eps")
-        out.append(r.x_adv)
-    return torch.cat(out)
+    if isinstance(atk.eps, tuple):
+        raise InputError("adversarial_examples takes a single eps")
+    r = attack_dataset(atk, WhiteBox(model), (x, y), batch_size=batch_size, progress=False)
+    return cast(AttackResult, r).x_adv
 
 
 def train_detector(
