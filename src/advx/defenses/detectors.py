@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from advx.errors import CheckpointError, ConfigError, InputError
+from advx.io import atomic_path, atomic_write_text
 from advx.models.adapter import Classifier, frozen_eval
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,8 @@ class Detector(nn.Module, ABC):
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(out / "detector.safetensors"))
+        with atomic_path(out / "detector.safetensors") as tmp:  # umask mode, atomic
+            save_file(tensors, str(tmp))
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -253,7 +255,7 @@ class Detector(nn.Module, ABC):
                 "sha256": model_fingerprint(self.model),
             },
         }
-        (out / "detector.json").write_text(json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(out / "detector.json", json.dumps(meta, indent=2) + "\n")
         return out
 
 

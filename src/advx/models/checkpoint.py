@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from advx.errors import CheckpointError, ConfigError, InputError
-from advx.io import make_temp_dir
+from advx.io import file_mode, make_temp_dir
 from advx.models.adapter import Classifier
 from advx.models.registry import ARCHS, ArchSpec, jsonable
 
@@ -191,6 +191,7 @@ def _write_torch(model: Classifier, file: Path) -> None:
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(file), metadata={"format": "pt"})
+    os.chmod(file, file_mode())  # safetensors creates 0600; a checkpoint follows the umask
     _fsync(file)
 
 
