@@ -264,6 +264,8 @@ class Attack(ABC):
         home = x.device
         device = target.device or home
         x, y = x.to(device), y.to(device)
+        if isinstance(targets, Tensor):
+            targets = targets.to(device)
         rows = _example_index(index, x.shape[0], device)
         seed = self.seed if self.seed is not None else int(torch.seed() % 2**63)
         epsilons: tuple[float, ...]
