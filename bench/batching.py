@@ -72,7 +72,9 @@ def overhead(n: int, bs: int, repeats: int) -> dict[str, float]:
 
     d = load("fashion-mnist", split="test")
     x, y = d.x[:n], d.y[:n]
-    clf = Classifier(small_cnn(), input_shape=(1, 28, 28), num_classes=10)
+    clf = Classifier(small_cnn(), input_shape=(1, 28, 28), num_classes=10).eval()
+    with torch.no_grad():  # untrained: label by its own predictions so every example is attacked
+        y = clf(x).argmax(dim=1)
     target = WhiteBox(clf)
     atk = create("pgd", eps=0.1, steps=10, early_stop=False)
     loop, lib = [], []

@@ -32,7 +32,6 @@ from torch import Tensor, nn
 
 from advx.errors import AccessError, InputError, QueryBudgetExceeded
 
-
 # Called with the number of rows each Oracle charge counts: progress bars of long
 # black-box runs listen here (advx.attacks.dataset sets it for the duration of a run).
 QUERY_HOOK: ContextVar[Callable[[int], None] | None] = ContextVar("advx_query_hook", default=None)
