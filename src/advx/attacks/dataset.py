@@ -247,6 +247,8 @@ def _run_chunk(
         if on_batch is not None:
             on_batch(r)
         _collect(parts, r, keep)
+        del r
+        _trim_heap()
         bar.advance(bs)
         i += bs
     return size
@@ -268,6 +270,27 @@ def _collect(parts: list[list[AttackResult]], r: AttackResult | SweepResult, kee
         parts.extend([] for _ in rs)
     for p, x in zip(parts, rs, strict=True):
         p.append(x.without_inputs() if keep == "records" else x)
+
+
+_LIBC: Any = None
+
+
+def _trim_heap() -> None:
+    """Give freed batch memory back to the OS (glibc's adaptive mmap threshold otherwise
+    lets each freed batch fragment the heap: measured, peak RSS over 1024 streamed images
+    grew 323 -> 508 MiB with nothing kept alive). A no-op off glibc."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC = lib if hasattr(lib, "malloc_trim") else False
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
 
 
 def _free() -> None:
