@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from enum import IntEnum
 from typing import Any
 
@@ -30,6 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from advx.errors import AccessError, InputError, QueryBudgetExceeded
+
+# Called with the number of rows each Oracle charge counts: progress bars of long
+# black-box runs listen here (advx.attacks.dataset sets it for the duration of a run).
+QUERY_HOOK: ContextVar[Callable[[int], None] | None] = ContextVar("advx_query_hook", default=None)
 
 
 class Access(IntEnum):
@@ -116,6 +121,12 @@ class Target:
         """Floating dtype the model computes in (attacks run in it); float32 by default."""
         return torch.float32
 
+    @property
+    def device(self) -> torch.device | None:
+        """Device the model wants its inputs on (attacks run there), or None when it
+        takes inputs wherever they are (remote and scikit-learn models)."""
+        return None
+
     # -- modes and views ---------------------------------------------------------------
     def attacking(self) -> Any:
         """Context for the duration of an attack (eval mode, frozen parameters)."""
@@ -155,6 +166,10 @@ class _Weakened(Target):
     def dtype(self) -> torch.dtype:
         return self.inner.dtype
 
+    @property
+    def device(self) -> torch.device | None:
+        return self.inner.device
+
     def _scores(self, x: Tensor) -> Tensor:
         return self.inner._scores(x)
 
@@ -174,6 +189,9 @@ class WhiteBox(Target):
             inputs to logits, in which case ``input_shape`` and ``num_classes`` are needed.
         bounds: input domain, overriding the classifier's.
         name: shown in messages and reports.
+        amp: run the forward under ``torch.autocast`` (float16 on CUDA, where it is
+            faster); the input gradients and the adversarial inputs keep the input's
+            dtype. Off the GPU it does nothing.
 
     During an attack (:meth:`attacking`) the model is put in eval mode and its parameters
     stop requiring gradients; both are restored exactly afterwards. Input gradients come
@@ -198,6 +216,7 @@ class WhiteBox(Target):
         bounds: tuple[float, float] | None = None,
         class_names: Sequence[str] | None = None,
         name: str = "model",
+        amp: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(
@@ -226,17 +245,30 @@ class WhiteBox(Target):
             name=name,
         )
         self.model = model
+        self.amp = bool(amp)
 
     @property
     def dtype(self) -> torch.dtype:
         p = next(self.model.parameters(), None)
         return p.dtype if p is not None and p.is_floating_point() else torch.float32
 
-    def _logits(self, x: Tensor) -> Tensor:
-        # the model runs in its own dtype; autograd carries gradients back through the cast
+    @property
+    def device(self) -> torch.device | None:
         p = next(self.model.parameters(), None)
-        if p is not None and p.is_floating_point() and x.dtype != p.dtype:
-            x = x.to(p.dtype)
+        return p.device if p is not None else None
+
+    def _logits(self, x: Tensor) -> Tensor:
+        # the model runs in its own dtype and device; autograd carries gradients back
+        # through both casts, so the input gradient has the input's dtype
+        p = next(self.model.parameters(), None)
+        if p is not None and (
+            x.device != p.device or (p.is_floating_point() and x.dtype != p.dtype)
+        ):
+            x = x.to(device=p.device, dtype=p.dtype if p.is_floating_point() else x.dtype)
+        if self.amp and x.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                out = self.model(x)
+            return out.float()
         return self.model(x)
 
     @contextmanager
@@ -329,6 +361,9 @@ class Oracle:
                     "must drop examples whose view.exhausted is True"
                 )
         self.queries += counts
+        hook = QUERY_HOOK.get()
+        if hook is not None:
+            hook(int(idx.numel()))
 
     @property
     def exhausted(self) -> Tensor:

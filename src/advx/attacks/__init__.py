@@ -11,6 +11,7 @@ frozen, keyword-only class holding validated settings, registered by slug::
 from __future__ import annotations
 
 from advx.attacks.base import Attack
+from advx.attacks.dataset import attack_dataset
 from advx.attacks.registry import create, entries, get, names, register
 from advx.attacks.result import AttackResult, Status, SweepResult
 
@@ -19,6 +20,7 @@ __all__ = [
     "AttackResult",
     "Status",
     "SweepResult",
+    "attack_dataset",
     "create",
     "entries",
     "get",

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from advx.attacks.rng import ExampleRng
 from advx.threat import clip_to_bounds, norm_of, project
 
 
@@ -37,22 +38,28 @@ def steepest_step(grad: Tensor, norm: str, *, l1_sparsity: float = 0.95) -> Tens
 
 
 def random_start(
-    x: Tensor, eps: float, norm: str, bounds: tuple[float, float], generator: torch.Generator
+    x: Tensor,
+    eps: float,
+    norm: str,
+    bounds: tuple[float, float],
+    generator: ExampleRng | torch.Generator | None,
 ) -> Tensor:
     """A uniformly random point of the eps-ball around ``x`` (linf: uniform in the cube;
     l2/l1: direction uniform on the sphere, radius scaled for a uniform ball sample),
-    clipped to the bounds."""
+    clipped to the bounds. Drawn per example from ``generator`` (see
+    :class:`~advx.attacks.rng.ExampleRng`), on ``x``'s device, in its dtype."""
     if math.isinf(eps):
         eps = bounds[1] - bounds[0]
-    noise = torch.empty_like(x)
+    rng = ExampleRng.coerce(generator, x.shape[0], x.device)
+    shape = tuple(x.shape[1:])
     if norm == "linf":
-        noise.uniform_(-eps, eps, generator=generator)
+        noise = rng.uniform(-eps, eps, shape, dtype=x.dtype)
     else:
-        noise.normal_(generator=generator)
+        noise = rng.normal(shape, dtype=x.dtype)
         if norm == "l1":
-            noise = noise.sign() * torch.empty_like(x).exponential_(generator=generator)
+            noise = noise.sign() * rng.exponential(shape, dtype=x.dtype)
         d = noise.flatten(1).shape[1]
-        r = torch.rand(x.shape[0], generator=generator, dtype=x.dtype) ** (1.0 / d)
+        r = rng.rand(dtype=x.dtype) ** (1.0 / d)
         noise = noise / _view(norm_of(noise, norm).clamp_min(1e-12), x) * _view(r * eps, x)
     return clip_to_bounds(x + noise, bounds)
 

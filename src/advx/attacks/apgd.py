@@ -12,6 +12,7 @@ from advx.attacks._steps import project_step, random_start, steepest_step
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import Loss, get_loss, input_gradient, is_adversarial
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import exhausted, restrict
 
@@ -37,7 +38,7 @@ def _apgd_run(
     model: Model, x: Tensor, y: Tensor, t_goal: Tensor | None, t_loss: Tensor | None,
     lossf: Loss, *, eps: float, steps: int, norm: str, bounds: tuple[float, float],
     rho: float, momentum: float, random_init: bool, early_stop: bool,
-    generator: torch.Generator,
+    generator: ExampleRng,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """One APGD run (Algorithm 1 of the paper). Returns ``(x_out, f_max, fooled)``:
     the fooling iterate where one was found, else the highest-loss point."""
@@ -114,7 +115,7 @@ def apgd(
     momentum: float = 0.75,
     random_init: bool = True,
     early_stop: bool = False,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """Auto-PGD (Croce & Hein 2020) maximising ``loss`` in the ``norm`` ball of ``eps``.
 
@@ -140,11 +141,11 @@ def _apgd(
     model: Model, x: Tensor, y: Tensor, *, eps: float, steps: int, norm: str,
     bounds: tuple[float, float], targets: Tensor | None, loss: str | Loss,
     loss_targets: Tensor | None, restarts: int, rho: float, momentum: float,
-    random_init: bool, early_stop: bool, generator: torch.Generator | None,
+    random_init: bool, early_stop: bool, generator: ExampleRng | torch.Generator | None,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     lossf = get_loss(loss)
     t_loss = targets if loss_targets is None else loss_targets
-    gen = generator or torch.default_generator
+    rng = ExampleRng.coerce(generator, x.shape[0], x.device)
     best, fooled = x.detach().clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     best_f = torch.full((x.shape[0],), float("-inf"), dtype=x.dtype, device=x.device)
     for _ in range(restarts):
@@ -157,7 +158,7 @@ def _apgd(
             None if targets is None else targets[todo],
             None if t_loss is None else t_loss[todo], lossf,
             eps=eps, steps=steps, norm=norm, bounds=bounds, rho=rho, momentum=momentum,
-            random_init=random_init, early_stop=early_stop, generator=gen,
+            random_init=random_init, early_stop=early_stop, generator=rng.subset(todo),
         )  # fmt: skip
         take = hit | (f_max > best_f[todo])
         best[todo[take]] = out[take]
@@ -182,7 +183,7 @@ def apgd_targeted(
     momentum: float = 0.75,
     random_init: bool = True,
     early_stop: bool = False,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """APGD-T of AutoAttack, an *untargeted* attack: for ``r = 1 .. n_target_classes``, run
     :func:`apgd` with a targeted ``loss`` (default targeted DLR) towards the ``r``-th most
@@ -190,6 +191,7 @@ def apgd_targeted(
     One extra forward pass ranks the classes. Returns ``(N, ...)``."""
     with torch.no_grad():  # (N, C) clean logits with the true class ranked last
         order = model(x).scatter(1, y.view(-1, 1), float("-inf")).argsort(dim=1, descending=True)
+    rng = ExampleRng.coerce(generator, x.shape[0], x.device)
     best, fooled = x.detach().clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     for r in range(min(n_target_classes, order.shape[1] - 1)):
         todo = (~fooled).nonzero().flatten()
@@ -199,7 +201,7 @@ def apgd_targeted(
             restrict(model, todo), x[todo], y[todo],
             eps=eps, steps=steps, norm=norm, bounds=bounds, targets=None, loss=loss,
             loss_targets=order[todo, r], restarts=restarts, rho=rho, momentum=momentum,
-            random_init=random_init, early_stop=early_stop, generator=generator,
+            random_init=random_init, early_stop=early_stop, generator=rng.subset(todo),
         )  # fmt: skip
         best[todo] = out
         fooled[todo] = hit
@@ -279,7 +281,7 @@ class APGD(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return apgd(
             model, x, y,
@@ -323,7 +325,7 @@ class APGDTargeted(APGD):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         if targets is not None:
             return super().run(model, x, y, targets, eps=eps, bounds=bounds, generator=generator)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from advx.attacks.result import AttackResult, Status, SweepResult
+from advx.attacks.rng import ExampleRng
 from advx.errors import AccessError, InputError
 from advx.targets import Access, Oracle, Target
 from advx.threat import NORMS, ThreatModel
@@ -108,7 +109,7 @@ def resolve_targets(
     y: Tensor,
     scores: Tensor | None,
     num_classes: int,
-    generator: torch.Generator,
+    generator: ExampleRng,
     class_names: Sequence[str] = (),
 ) -> Tensor | None:
     """Turn a ``targets=`` argument into a label tensor ``(N,)`` (or None: untargeted).
@@ -125,7 +126,7 @@ def resolve_targets(
     n = y.shape[0]
     if isinstance(spec, str):
         if spec == "random":
-            offset = torch.randint(1, num_classes, (n,), generator=generator)
+            offset = generator.randint(1, num_classes).to(y.device)  # per example
             return (y + offset) % num_classes
         if spec == "next":
             return (y + 1) % num_classes
@@ -240,18 +241,26 @@ class Attack(ABC):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         """Return adversarial inputs for ``x`` (N, ...). ``model`` is the view the access
         level allows (logits, scores or labels), charged per example; restrict it to a
         subset with :func:`advx.targets.restrict`. ``eps`` is ``inf`` for unbounded
-        minimal attacks; ``bounds`` is the input domain. The base projects and clips the output, so ``run`` may return
-        raw iterates, but attacks should stay in the ball themselves when their algorithm
-        relies on it."""
+        minimal attacks; ``bounds`` is the input domain. The base projects and clips the
+        output, so ``run`` may return raw iterates, but attacks should stay in the ball
+        themselves when their algorithm relies on it. ``generator`` gives each example
+        its own random stream (:class:`~advx.attacks.rng.ExampleRng`): draw every random
+        choice from it, per row, so results do not depend on the batch."""
 
     @final
     def __call__(
-        self, target: Target, x: Tensor, y: Tensor, *, targets: TargetSpec = None
+        self,
+        target: Target,
+        x: Tensor,
+        y: Tensor,
+        *,
+        targets: TargetSpec = None,
+        index: Tensor | Sequence[int] | int | None = None,
     ) -> AttackResult | SweepResult:
         """Attack ``x`` (N, *input_shape) with labels ``y`` (N,) on ``target``.
 
@@ -262,6 +271,14 @@ class Attack(ABC):
             targets: None (untargeted); one class for all (``9`` or a class name such as
                 ``"ostrich"``); class indices or names per example (N,); or
                 ``"random"``, ``"least-likely"``, ``"next"``.
+            index: the examples' global indices in the data set ``(N,)``, or the index of
+                the first one (an int offset); default ``0..N-1``. Random choices derive
+                from ``(seed, index)``, so with the same seed an example gets the same
+                adversarial whatever batch it is attacked in
+                (:func:`advx.attacks.attack_dataset` passes the offsets).
+
+        The attack runs on the target's device (``target.device``; the input's when the
+        target does not say); the result comes back on the input's device and dtype.
 
         Returns:
             An :class:`AttackResult`, or a :class:`SweepResult` when eps is a list.
@@ -278,8 +295,13 @@ class Attack(ABC):
             )
         t0 = time.perf_counter()
         x, y = validate_batch(target, x, y)
-        generator = torch.Generator()
-        generator.manual_seed(self.seed if self.seed is not None else int(torch.seed() % 2**63))
+        home = x.device
+        device = target.device or home
+        x, y = x.to(device), y.to(device)
+        if isinstance(targets, Tensor):
+            targets = targets.to(device)
+        rows = _example_index(index, x.shape[0], device)
+        seed = self.seed if self.seed is not None else int(torch.seed() % 2**63)
         epsilons: tuple[float, ...]
         if self.eps is None:
             epsilons = (math.inf,)
@@ -294,7 +316,12 @@ class Attack(ABC):
         with target.attacking():
             pred_clean, conf_clean, scores = _predict(target, x)
             tgt = resolve_targets(
-                targets, y, scores, target.num_classes, generator, target.class_names
+                targets,
+                y,
+                scores,
+                target.num_classes,
+                ExampleRng(seed, rows, stream=1),
+                target.class_names,
             )
             attack_idx = (pred_clean == y).nonzero().flatten()
             results: list[AttackResult] = []
@@ -303,12 +330,13 @@ class Attack(ABC):
                 threat = ThreatModel(self.norm, eps, target.bounds)
                 x_adv = x.detach().clone()
                 oracle = Oracle(target, x.shape[0], max_queries=self.max_queries)
+                attack_idx = attack_idx.to(device)
                 if attack_idx.numel() and eps > 0:
                     if self.minimal and shared is not None:
                         raw, oracle = shared
                     else:
-                        gen = torch.Generator()
-                        gen.manual_seed(int(generator.initial_seed()))
+                        # every eps starts the same per-example streams afresh
+                        gen = ExampleRng(seed, rows).subset(attack_idx)
                         # the attack computes in the model's dtype; the projection below
                         # puts the result back in the caller's dtype, inside the ball
                         raw = self.run(
@@ -328,7 +356,7 @@ class Attack(ABC):
                     success = pred_adv != y
                 else:
                     success = pred_adv == tgt
-                status = torch.full_like(y, int(Status.FAILED), dtype=torch.int8)
+                status = torch.full_like(y, int(Status.FAILED), dtype=torch.int8)  # on device
                 status[success] = int(Status.SUCCEEDED)
                 status[pred_clean != y] = int(Status.SKIPPED)
                 results.append(
@@ -350,10 +378,28 @@ class Attack(ABC):
                     )
                 )
         seconds = time.perf_counter() - t0
-        results = [_with_seconds(r, seconds / len(results)) for r in results]
+        results = [_with_seconds(r, seconds / len(results)).to(home) for r in results]
         if isinstance(self.eps, tuple):
             return SweepResult(tuple(results))
         return results[0]
+
+
+def _example_index(
+    index: Tensor | Sequence[int] | int | None, n: int, device: torch.device
+) -> Tensor:
+    """Global example indices ``(n,)`` (int64) from an ``index=`` argument."""
+    if index is None or isinstance(index, int) and not isinstance(index, bool):
+        start = int(index or 0)
+        if start < 0:
+            raise InputError(f"index must be >= 0, got {start}")
+        return torch.arange(start, start + n, device=device)
+    t = torch.as_tensor(index)
+    if t.is_floating_point() or t.dtype == torch.bool or t.shape != (n,):
+        raise InputError(
+            f"index must be an int offset or integer indices of shape ({n},), got "
+            f"{t.dtype} {tuple(t.shape)}"
+        )
+    return t.to(device=device, dtype=torch.int64)
 
 
 def _with_seconds(r: AttackResult, seconds: float) -> AttackResult:
@@ -370,4 +416,4 @@ def _predict(target: Target, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
             conf, pred = scores.max(dim=1)
             return pred.long(), conf.float(), scores
         pred = target.labels(x).long()
-        return pred, torch.full(pred.shape, float("nan")), None
+        return pred, torch.full(pred.shape, float("nan"), device=pred.device), None

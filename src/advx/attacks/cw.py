@@ -11,6 +11,7 @@ from torch import Tensor
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import margin_loss
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import exhausted, restrict
 
@@ -154,7 +155,7 @@ class CarliniWagnerL2(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return cw_l2(
             model, x, y,

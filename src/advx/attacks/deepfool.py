@@ -10,6 +10,7 @@ from torch import Tensor
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import is_adversarial
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import exhausted, restrict
 from advx.threat import clip_to_bounds
@@ -152,7 +153,7 @@ class DeepFool(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return deepfool(
             model, x, y,

@@ -11,6 +11,7 @@ from torch import Tensor
 from advx.attacks._steps import random_start
 from advx.attacks.base import Attack, Model
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import restrict
 from advx.threat import clip_to_bounds, norm_of
@@ -21,7 +22,7 @@ DEFAULT_RESTART_RADIUS = {"linf": 0.3, "l2": 1.0}  # as a share of (hi - lo), as
 def _affordable(model: Model, n: int, k: int) -> Tensor:
     """Bool ``(n,)``: examples with at least ``k`` queries left (all, without a budget)."""
     left = getattr(model, "remaining", None)
-    return torch.ones(n, dtype=torch.bool) if left is None else left >= k
+    return torch.ones(n, dtype=torch.bool) if left is None else left >= k  # on the CPU
 
 
 def project_hyperplane_box(
@@ -73,7 +74,7 @@ def fab(
     eta: float = 1.05,
     beta: float = 0.9,
     restart_radius: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """Untargeted FAB (Croce & Hein 2020, Algorithm 1), vectorised over the batch.
 
@@ -87,7 +88,7 @@ def fab(
 
     Returns ``(N, ...)``: the smallest adversarial found, or ``x`` where none was found.
     """
-    gen = generator or torch.default_generator
+    gen = ExampleRng.coerce(generator, x.shape[0], x.device)
     n, shape = x.shape[0], (-1, *([1] * (x.dim() - 1)))
     radius = restart_radius or DEFAULT_RESTART_RADIUS[norm] * (bounds[1] - bounds[0])
     best, best_d = x.detach().clone(), torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
@@ -201,7 +202,7 @@ class FAB(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         if targets is not None:
             raise InputError(f"{self.name} is untargeted; call it without targets=")

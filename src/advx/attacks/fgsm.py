@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from advx.attacks._steps import project_step, steepest_step
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import Loss, get_loss, input_gradient
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 
 
 def fgsm(
@@ -65,7 +65,7 @@ class FGSM(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return fgsm(
             model, x, y, eps=eps, norm=self.norm, bounds=bounds, targets=targets, loss=self.loss

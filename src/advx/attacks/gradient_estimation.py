@@ -19,6 +19,7 @@ from torch import Tensor
 
 from advx.attacks.base import Attack, Model
 from advx.attacks.registry import create, register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import Access, Query
 
@@ -33,7 +34,7 @@ def estimate_gradient(
     samples: int = 50,
     sigma: float = 1e-3,
     bounds: tuple[float, float] | None = None,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | int | None = None,
 ) -> Tensor:
     """Estimate ``grad f(x_i)`` for each row of ``x`` ``(N, ...)`` from ``samples``
     evaluations of ``f`` per row, in ``samples // 2`` antithetic pairs ``x ± sigma u``:
@@ -47,7 +48,9 @@ def estimate_gradient(
     u``, so Spall's SPSA has the same form). ``f`` maps ``(N * samples, ...)`` to
     ``(N * samples,)`` and receives the samples of row ``i`` as the consecutive block
     ``[i * samples, (i + 1) * samples)``. With ``bounds`` the sample points are clipped to
-    the input domain (only coordinates within ``sigma`` of a bound are affected).
+    the input domain (only coordinates within ``sigma`` of a bound are affected). The
+    directions of row ``i`` come from its own stream of ``generator``
+    (:class:`~advx.attacks.rng.ExampleRng`), on ``x``'s device, in its dtype.
 
     Returns ``(N, ...)``.
 
@@ -62,12 +65,12 @@ def estimate_gradient(
     if samples < 2 or samples % 2:
         raise InputError(f"samples must be an even number >= 2 (antithetic pairs), got {samples}")
     n, shape, half = x.shape[0], tuple(x.shape[1:]), samples // 2
-    u = torch.empty(n, half, *shape, dtype=x.dtype)
+    rng = ExampleRng.coerce(generator, n, x.device)
     if estimator == "nes":
-        u.normal_(generator=generator)
+        u = rng.normal((half, *shape), dtype=x.dtype)
     else:
-        u.bernoulli_(0.5, generator=generator).mul_(2).sub_(1)
-    u = torch.cat([u, -u], dim=1).to(x.device)  # (n, samples, ...): pairs (u, -u)
+        u = rng.signs((half, *shape), dtype=x.dtype)
+    u = torch.cat([u, -u], dim=1)  # (n, samples, ...): pairs (u, -u)
     pts = x.detach().unsqueeze(1) + sigma * u
     if bounds is not None:
         pts = pts.clamp(bounds[0], bounds[1])
@@ -120,7 +123,7 @@ class EstimatedGradients:
         samples: int = 50,
         sigma: float = 1e-3,
         bounds: tuple[float, float] | None = None,
-        generator: torch.Generator | None = None,
+        generator: ExampleRng | torch.Generator | None = None,
         _last: dict[str, Tensor] | None = None,
     ) -> None:
         self.scores = scores
@@ -132,9 +135,12 @@ class EstimatedGradients:
         """The same estimator over examples ``sub`` of a Query (itself otherwise)."""
         if not isinstance(self.scores, Query):
             return self
+        gen = self.generator
+        if isinstance(gen, ExampleRng) and len(gen) == len(self.scores):
+            gen = gen.subset(sub)  # each example keeps its own stream
         return EstimatedGradients(
             self.scores.at(sub), estimator=self.estimator, samples=self.samples,
-            sigma=self.sigma, bounds=self.bounds, generator=self.generator, _last=self._last,
+            sigma=self.sigma, bounds=self.bounds, generator=gen, _last=self._last,
         )  # fmt: skip
 
     def view(self) -> Callable[[Tensor], Tensor]:
@@ -149,7 +155,7 @@ class EstimatedGradients:
         """Rows of ``x`` whose example can pay ``per_row`` queries each, and the score
         function restricted to them."""
         if not isinstance(self.scores, Query):
-            return torch.ones(x.shape[0], dtype=torch.bool), self.scores
+            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device), self.scores
         k = x.shape[0] // len(self.scores)
         rem = self.scores.remaining
         ok = torch.ones(len(self.scores), dtype=torch.bool) if rem is None else rem >= per_row * k
@@ -185,9 +191,15 @@ class EstimatedGradients:
             def f(pts: Tensor) -> Tensor:
                 return (_log(fn(pts)).to(w.dtype) * w).sum(dim=1)
 
+            gen: ExampleRng | torch.Generator | int | None = self.generator
+            if isinstance(gen, ExampleRng):
+                if len(gen) == x.shape[0]:
+                    gen = gen.subset(okd)
+                else:  # several rows per example: one seed per call
+                    gen = int(gen.seeds()[0])
             grad[okd] = estimate_gradient(
                 f, x[okd], estimator=self.estimator, samples=self.samples, sigma=self.sigma,
-                bounds=self.bounds, generator=self.generator,
+                bounds=self.bounds, generator=gen,
             )  # fmt: skip
         return grad
 
@@ -321,7 +333,7 @@ class Estimated(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         est = estimated(
             model, estimator=self.estimator, samples=self.samples, sigma=self.sigma,

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from advx.attacks.base import Attack, Model
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.targets import Access, Query, restrict
 from advx.threat import clip_to_bounds, norm_of
 
@@ -86,23 +87,22 @@ def estimate_direction(
     delta: Tensor,
     norm: str,
     bounds: tuple[float, float],
-    g: torch.Generator,
+    g: ExampleRng,
 ) -> Tensor:
     """Monte-Carlo estimate of the boundary normal at ``xb`` (m, ...): ``counts[i]``
     probes ``xb + delta u`` (u uniform on the sphere; l2: Gaussian, linf: uniform cube,
     normalised) answered by ``phi``, with the paper's baseline (mean sign) subtracted.
-    Returns the unit l2 direction (l2) or its sign (linf)."""
+    Row ``i`` draws its probes from its own stream of ``g`` (rows of ``xb``). Returns the unit l2 direction (l2) or its sign (linf)."""
     grad = torch.zeros_like(xb)
     chunk = max(1, min(256, 2**20 // max(1, xb[0].numel())))  # probe rows per model call
     for c in counts.unique().tolist():
         group = (counts == c).nonzero().flatten()
         for part in group.split(max(1, chunk // c)):
             m, shape = part.numel(), xb.shape[1:]
-            rv = torch.empty(m, c, *shape, dtype=xb.dtype)
             if norm == "l2":
-                rv.normal_(generator=g)
+                rv = g.normal((c, *shape), dtype=xb.dtype, rows=part)
             else:
-                rv.uniform_(-1, 1, generator=g)
+                rv = g.uniform(-1, 1, (c, *shape), dtype=xb.dtype, rows=part)
             rv = rv.to(xb.device)
             rv = rv / rv.flatten(2).norm(dim=2).clamp_min(1e-12).view(m, c, *([1] * len(shape)))
             d = delta[part].to(xb).view(m, 1, *([1] * len(shape)))
@@ -132,7 +132,7 @@ def hopskipjump(
     targets: Tensor | None = None,
     stop_below: float = 0.0,
     starting_points: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """HopSkipJump on a label model ``x (N, ...) -> labels (N,)``.
 
@@ -149,8 +149,8 @@ def hopskipjump(
     budget left. Examples with no adversarial start are returned unchanged (failed).
     Returns ``(N, ...)``: the closest adversarial point found.
     """
-    g = generator or torch.default_generator
     n, d = x.shape[0], x[0].numel()
+    g = ExampleRng.coerce(generator, n, x.device)
     phi = decision(model, y, targets)
     left = queries_left(model, n)
     theta = gamma / (d * math.sqrt(d)) if norm == "l2" else gamma / d**2
@@ -163,7 +163,7 @@ def hopskipjump(
         todo = (~found & (left > 0)).nonzero().flatten()
         if todo.numel() == 0:
             break
-        noise = torch.empty_like(x[todo]).uniform_(bounds[0], bounds[1], generator=g)
+        noise = g.uniform(bounds[0], bounds[1], x.shape[1:], dtype=x.dtype, rows=todo)
         adv = phi(todo, noise).cpu()
         left[todo] -= 1
         x_adv[todo[adv]] = noise[adv.to(x.device)]
@@ -187,7 +187,9 @@ def hopskipjump(
             if t == 1
             else dist_a * (math.sqrt(d) * theta if norm == "l2" else d * theta)
         )
-        v = estimate_direction(phi, xb, active, counts[active], delta, norm, bounds, g)
+        v = estimate_direction(
+            phi, xb, active, counts[active], delta, norm, bounds, g.subset(active)
+        )
         left[active] -= counts[active]
         # geometric step search: halve the step until the point is adversarial again
         xi = dist_a / math.sqrt(t)
@@ -279,7 +281,7 @@ class HopSkipJump(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return hopskipjump(
             model, x, y, norm=self.norm, steps=self.steps, init_evals=self.init_evals,

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from advx.attacks._steps import project_step, steepest_step
@@ -14,34 +13,45 @@ from advx.attacks.base import Attack, Model
 from advx.attacks.losses import Loss, get_loss, is_adversarial
 from advx.attacks.pgd import check_steps
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import exhausted, restrict
 from advx.threat import norm_of
 
 
 def input_diversity(
-    x: Tensor, prob: float, resize_rate: float, generator: torch.Generator
+    x: Tensor, prob: float, resize_rate: float, generator: ExampleRng | torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
     """Random shrink-and-pad of images ``(N, C, H, W)`` (Xie et al. 2019), differentiable.
 
-    One random size ``s`` in ``[ceil(resize_rate * H), H)`` is drawn per call; each example
-    is, with probability ``prob``, resized to ``s x s'`` (nearest neighbour) and zero-padded
-    back to ``H x W`` at a random offset. Returns ``(x_transformed, applied)`` with
-    ``applied`` a bool ``(N,)`` mask of the examples that were transformed.
+    Each example is, with probability ``prob``, resized (nearest neighbour) to a random
+    ``s x s'`` with ``s`` in ``[ceil(resize_rate * H), H)`` and zero-padded back to
+    ``H x W`` at a random offset. Every choice is drawn per example (the reference code
+    draws one size and offset per batch; per example keeps results independent of the
+    batch). Returns ``(x_transformed, applied)`` with ``applied`` a bool ``(N,)`` mask of
+    the examples that were transformed.
     """
-    n, _, h, w = x.shape
-    applied = torch.rand(n, generator=generator) < prob
+    n, c, h, w = x.shape
+    u = ExampleRng.coerce(generator, n, x.device).rand((4,), dtype=torch.float64)  # (n, 4)
+    applied = u[:, 0] < prob
     lo_h, lo_w = math.ceil(resize_rate * h), math.ceil(resize_rate * w)
     if not bool(applied.any()) or lo_h >= h or lo_w >= w:
-        return x, torch.zeros(n, dtype=torch.bool)
-    frac = float(torch.rand(1, generator=generator))
-    sh, sw = lo_h + int(frac * (h - lo_h)), lo_w + int(frac * (w - lo_w))
-    top = int(torch.randint(0, h - sh + 1, (1,), generator=generator))
-    left = int(torch.randint(0, w - sw + 1, (1,), generator=generator))
-    small = F.interpolate(x, size=(sh, sw), mode="nearest")
-    padded = F.pad(small, (left, w - sw - left, top, h - sh - top))  # (N, C, H, W)
-    mask = applied.to(x.device).view(-1, 1, 1, 1)
-    return torch.where(mask, padded, x), applied
+        return x, torch.zeros(n, dtype=torch.bool, device=x.device)
+    sh = lo_h + (u[:, 1] * (h - lo_h)).long()  # (n,) new height and width
+    sw = lo_w + (u[:, 1] * (w - lo_w)).long()
+    top = (u[:, 2] * (h - sh + 1)).long().clamp_max(h - sh)
+    left = (u[:, 3] * (w - sw + 1)).long().clamp_max(w - sw)
+    r = torch.arange(h, device=x.device) - top[:, None]  # (n, H) row inside the small image
+    q = torch.arange(w, device=x.device) - left[:, None]  # (n, W)
+    src_r = (r.clamp_min(0) * h // sh[:, None]).clamp_max(h - 1)  # nearest source row
+    src_c = (q.clamp_min(0) * w // sw[:, None]).clamp_max(w - 1)
+    out = x.gather(2, src_r[:, None, :, None].expand(n, c, h, w))
+    out = out.gather(3, src_c[:, None, None, :].expand(n, c, h, w))
+    inside = ((r >= 0) & (r < sh[:, None]))[:, None, :, None] & ((q >= 0) & (q < sw[:, None]))[
+        :, None, None, :
+    ]
+    padded = out * inside.to(x.dtype)
+    return torch.where(applied.view(-1, 1, 1, 1), padded, x), applied
 
 
 def mifgsm(
@@ -60,7 +70,7 @@ def mifgsm(
     diversity_prob: float = 0.0,
     resize_rate: float = 0.9,
     early_stop: bool = False,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """Momentum iterative gradient ascent on ``loss`` (Dong et al. 2018, Algorithm 1).
 
@@ -73,7 +83,7 @@ def mifgsm(
     Returns ``(N, ...)`` adversarial inputs inside the ball and the bounds.
     """
     lossf = get_loss(loss)
-    gen = generator or torch.default_generator
+    gen = ExampleRng.coerce(generator, x.shape[0], x.device)
     x_adv = x.detach().clone()
     g = torch.zeros_like(x)
     active = torch.arange(x.shape[0], device=x.device)
@@ -83,9 +93,9 @@ def mifgsm(
             break
         xa = x_adv[active].requires_grad_(True)
         ya, ta = y[active], None if targets is None else targets[active]
-        seen, transformed = xa, torch.zeros(active.numel(), dtype=torch.bool)
+        seen, transformed = xa, torch.zeros(active.numel(), dtype=torch.bool, device=x.device)
         if diversity_prob > 0:
-            seen, transformed = input_diversity(xa, diversity_prob, resize_rate, gen)
+            seen, transformed = input_diversity(xa, diversity_prob, resize_rate, gen.subset(active))
         logits = restrict(model, active)(seen)
         (grad,) = torch.autograd.grad(lossf(logits, ya, ta).sum(), xa)
         if early_stop:
@@ -163,7 +173,7 @@ class MIFGSM(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         if self.diversity_prob > 0 and x.dim() != 4:
             raise InputError(

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -45,6 +44,7 @@ from torch import Tensor
 
 from advx.attacks.base import validate_batch
 from advx.errors import AccessError, CheckpointError, InputError
+from advx.io import atomic_path, atomic_write_text
 from advx.targets import Access, Target
 
 
@@ -147,12 +147,9 @@ class PatchResult:
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         meta = {k: getattr(self, k) for k in _META}
-        with tempfile.TemporaryDirectory(dir=out) as tmp:
-            save_file({"patch": self.patch.detach().contiguous()}, os.path.join(tmp, "p.st"))
-            with open(os.path.join(tmp, "p.json"), "w") as f:
-                json.dump(meta, f, indent=2)
-            os.replace(os.path.join(tmp, "p.st"), out / "patch.safetensors")
-            os.replace(os.path.join(tmp, "p.json"), out / "patch.json")
+        with atomic_path(out / "patch.safetensors") as tmp:
+            save_file({"patch": self.patch.detach().contiguous()}, str(tmp))
+        atomic_write_text(out / "patch.json", json.dumps(meta, indent=2))
         return out
 
     @classmethod

@@ -12,6 +12,7 @@ from advx.attacks._steps import project_step, random_start, steepest_step
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import Loss, get_loss, input_gradient, is_adversarial
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import restrict
 
@@ -32,7 +33,7 @@ def pgd(
     restarts: int = 1,
     early_stop: bool = False,
     l1_sparsity: float = 0.95,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """Projected gradient ascent on ``loss`` inside the ``norm`` ball of radius ``eps``.
 
@@ -45,6 +46,7 @@ def pgd(
     Returns ``(N, ...)``: the last iterate, or the first fooling one.
     """
     lossf = get_loss(loss)
+    rng = ExampleRng.coerce(generator, x.shape[0], x.device)
     best = x.detach().clone()
     fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     for restart in range(restarts):
@@ -55,7 +57,7 @@ def pgd(
         t0 = None if targets is None else targets[todo]
         m = restrict(model, todo)
         if random_init:
-            x_adv = random_start(x0, eps, norm, bounds, generator or torch.default_generator)
+            x_adv = random_start(x0, eps, norm, bounds, rng.subset(todo))
         else:
             x_adv = x0.clone()
         active = torch.arange(todo.numel(), device=x.device)
@@ -160,7 +162,7 @@ class PGD(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return pgd(
             model, x, y,

@@ -12,6 +12,7 @@ from torch import Tensor
 from advx.attacks.base import Attack, Model
 from advx.attacks.hopskipjump import decision, queries_left, stop_radius
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.targets import Access
 from advx.threat import clip_to_bounds
 
@@ -134,7 +135,7 @@ class RayS(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return rays(
             model, x, y, steps=self.steps, tol=self.tol, bounds=bounds, targets=targets,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor
 
 from advx.errors import CheckpointError
+from advx.io import atomic_path, atomic_write_text
 from advx.threat import ThreatModel
 
 
@@ -128,6 +128,16 @@ class AttackResult:
             overhead_queries=sum(r.overhead_queries for r in results),
         )
 
+    def to(self, device: torch.device | str) -> AttackResult:
+        """This result with every tensor on ``device`` (itself if already there)."""
+        device = torch.device(device)
+        moved = {
+            name: getattr(self, name).to(device)
+            for name in (*_TENSOR_FIELDS, "targets")
+            if getattr(self, name) is not None and getattr(self, name).device != device
+        }
+        return replace(self, **moved) if moved else self
+
     def subset(self, idx: Tensor) -> AttackResult:
         """The records of examples ``idx`` (indices or bool mask)."""
         kw: dict[str, Any] = {name: getattr(self, name)[idx] for name in _TENSOR_FIELDS}
@@ -159,12 +169,9 @@ class AttackResult:
             "overhead_queries": self.overhead_queries,
             "n": len(self),
         }
-        with tempfile.TemporaryDirectory(dir=out) as tmp:
-            save_file(tensors, os.path.join(tmp, "result.safetensors"))
-            with open(os.path.join(tmp, "result.json"), "w") as f:
-                json.dump(meta, f, indent=2, default=str)
-            os.replace(os.path.join(tmp, "result.safetensors"), out / "result.safetensors")
-            os.replace(os.path.join(tmp, "result.json"), out / "result.json")
+        with atomic_path(out / "result.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+        atomic_write_text(out / "result.json", json.dumps(meta, indent=2, default=str))
         return out
 
     @classmethod

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from advx.attacks.base import Attack, Model
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import Access, exhausted, restrict
 from advx.threat import clip_to_bounds, norm_of
@@ -41,7 +42,8 @@ def basis_order(
     *,
     freq_dims: int,
     stride: int,
-    generator: torch.Generator,
+    generator: ExampleRng | torch.Generator | None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """Per-example order ``(n, d)`` in which SimBA tries the basis directions.
 
@@ -51,11 +53,11 @@ def basis_order(
     ordering).
     """
     d = math.prod(shape)
-    key = torch.rand(n, d, generator=generator)
+    key = ExampleRng.coerce(generator, n, device).rand((d,))  # (n, d), one order per example
     if basis == "dct":
         _, h, w = shape
-        u = torch.arange(h)[:, None].expand(h, w)
-        v = torch.arange(w)[None, :].expand(h, w)
+        u = torch.arange(h, device=key.device)[:, None].expand(h, w)
+        v = torch.arange(w, device=key.device)[None, :].expand(h, w)
         f = torch.maximum(u, v)
         band = torch.where(
             f < freq_dims, 0, 1 + torch.div(f - freq_dims, stride, rounding_mode="floor")
@@ -65,19 +67,20 @@ def basis_order(
 
 
 def _direction(j: Tensor, shape: tuple[int, ...], basis: str, dct: Tensor | None) -> Tensor:
-    """Unit basis vectors ``(m, *shape)`` for flat indices ``j`` ``(m,)``."""
+    """Unit basis vectors ``(m, *shape)`` for flat indices ``j`` ``(m,)`` (on ``j``'s
+    device; the DCT basis in ``dct``'s dtype)."""
     m = j.shape[0]
     if basis == "pixel":
-        q = torch.zeros(m, math.prod(shape))
-        q[torch.arange(m), j] = 1.0
+        q = torch.zeros(m, math.prod(shape), device=j.device)
+        q[torch.arange(m, device=j.device), j] = 1.0
         return q.view(m, *shape)
     if dct is None:
         raise InputError("simba: the dct basis needs the DCT matrices")
     c, h, w = shape
     ch, u, v = j // (h * w), (j // w) % h, j % w
     rows, cols = dct[:h][u], dct[h:][v]  # (m, h), (m, w)
-    q = torch.zeros(m, c, h, w, dtype=dct.dtype)
-    q[torch.arange(m), ch] = rows[:, :, None] * cols[:, None, :]
+    q = torch.zeros(m, c, h, w, dtype=dct.dtype, device=dct.device)
+    q[torch.arange(m, device=dct.device), ch] = rows[:, :, None] * cols[:, None, :]
     return q
 
 
@@ -95,7 +98,7 @@ def simba(
     bounds: tuple[float, float] = (0.0, 1.0),
     targets: Tensor | None = None,
     early_stop: bool = True,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """SimBA on a score model ``x (N, ...) -> probabilities (N, K)``.
 
@@ -118,8 +121,8 @@ def simba(
         raise InputError(f"simba: basis must be one of {BASES}, got {basis!r}")
     if basis == "dct" and x.dim() != 4:
         raise InputError("simba: the dct basis needs images (N, C, H, W); use basis='pixel'")
-    g = generator or torch.default_generator
     n, shape = x.shape[0], tuple(x.shape[1:])
+    g = ExampleRng.coerce(generator, n, x.device)
     dct = None
     if basis == "dct":
         h, w = shape[1], shape[2]
@@ -219,7 +222,7 @@ class SimBA(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return simba(
             model, x, y, step_size=self.step_size, steps=self.steps, eps=eps,

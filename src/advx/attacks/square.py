@@ -11,6 +11,7 @@ from torch import Tensor
 
 from advx.attacks.base import Attack, Model
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import Access, Query, exhausted, restrict
 from advx.threat import clip_to_bounds
@@ -39,12 +40,12 @@ def _margin_loss(probs: Tensor, y: Tensor, targets: Tensor | None) -> tuple[Tens
 
 
 def _window(
-    n: int, s: int, h: int, w: int, g: torch.Generator, device: torch.device
+    n: int, s: int, h: int, w: int, g: ExampleRng, device: torch.device
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One ``s x s`` square per example at a uniform position: bool mask ``(n, 1, h, w)``
     and its top-left corner (rows ``(n, 1)``, columns ``(n, 1)``)."""
-    r0 = torch.randint(0, h - s + 1, (n, 1), generator=g).to(device)
-    c0 = torch.randint(0, w - s + 1, (n, 1), generator=g).to(device)
+    r0 = g.randint(0, h - s + 1, (1,)).to(device)
+    c0 = g.randint(0, w - s + 1, (1,)).to(device)
     rows = torch.arange(h, device=device)
     cols = torch.arange(w, device=device)
     mr = (rows >= r0) & (rows < r0 + s)  # (n, h)
@@ -73,13 +74,14 @@ def pseudo_gaussian(s: int) -> Tensor:
     return eta / eta.norm()
 
 
-def _place(eta: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, g: torch.Generator) -> Tensor:
+def _place(eta: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, g: ExampleRng) -> Tensor:
     """``(n, 1, h, w)``: ``eta`` (s, s), transposed for a random half of the examples,
     at each example's corner ``(r0, c0)``; zeros elsewhere."""
     n, s = r0.shape[0], eta.shape[0]
-    flip = torch.randint(0, 2, (n,), generator=g).bool().to(r0.device)
-    pats = torch.where(flip[:, None, None], eta.T, eta).to(r0.device)  # (n, s, s)
-    out = torch.zeros(n, 1, h, w, device=r0.device)
+    flip = g.randint(0, 2).bool().to(r0.device)
+    eta = eta.to(r0.device)
+    pats = torch.where(flip[:, None, None], eta.T, eta)  # (n, s, s)
+    out = torch.zeros(n, 1, h, w, device=r0.device, dtype=eta.dtype)
     rows = r0 + torch.arange(s, device=r0.device)  # (n, s)
     cols = c0 + torch.arange(s, device=r0.device)
     ni = torch.arange(n, device=r0.device)[:, None, None]
@@ -87,17 +89,17 @@ def _place(eta: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, g: torch.Generat
     return out
 
 
-def _l2_init(x: Tensor, eps: float, g: torch.Generator) -> Tensor:
+def _l2_init(x: Tensor, eps: float, g: ExampleRng) -> Tensor:
     """The paper's l2 start: a grid of pseudo-Gaussian tiles (tile side h//5) with random
     signs per tile and channel, scaled to norm ``eps``. Returns the perturbation."""
     n, c, h, w = x.shape
     s = max(1, min(h, w) // 5)
     th, tw = h // s, w // s
-    eta = pseudo_gaussian(s) if s > 1 else torch.ones(1, 1)
-    pick = torch.randint(0, 2, (n, th, tw), generator=g).bool()
+    eta = (pseudo_gaussian(s) if s > 1 else torch.ones(1, 1)).to(x)
+    pick = g.randint(0, 2, (th, tw)).bool().to(x.device)
     tiles = torch.where(pick[..., None, None], eta.T, eta)  # (n, th, tw, s, s)
     grid = tiles.permute(0, 1, 3, 2, 4).reshape(n, 1, th * s, tw * s)
-    signs = torch.randint(0, 2, (n, c, th, tw), generator=g).float() * 2 - 1
+    signs = g.signs((c, th, tw), dtype=x.dtype).to(x.device)
     signs = signs.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
     delta = torch.zeros_like(x)
     r0, c0 = (h - th * s) // 2, (w - tw * s) // 2
@@ -109,14 +111,14 @@ def _chan_norm(t: Tensor) -> Tensor:
     return t.pow(2).sum(dim=(2, 3), keepdim=True).sqrt()  # (n, c, 1, 1)
 
 
-def _l2_step(x0: Tensor, delta: Tensor, s: int, eps: float, g: torch.Generator) -> Tensor:
+def _l2_step(x0: Tensor, delta: Tensor, s: int, eps: float, g: ExampleRng) -> Tensor:
     """Paper's l2 update: the mass of two random windows (plus the unused budget) moves
     into the first one as old-direction + new pseudo-Gaussian bump; the second is zeroed."""
     n, c, h, w = x0.shape
     w1, r0, c0 = _window(n, s, h, w, g, x0.device)
     w2, _, _ = _window(n, s, h, w, g, x0.device)
     union = (w1 | w2).to(x0.dtype)
-    signs = torch.randint(0, 2, (n, c, 1, 1), generator=g).to(x0) * 2 - 1
+    signs = g.signs((c, 1, 1), dtype=x0.dtype).to(x0.device)
     bump = _place(pseudo_gaussian(s), r0, c0, h, w, g).to(x0) * signs  # (n, c, h, w)
     old = delta * w1
     new = bump + old / (_chan_norm(old) + 1e-10)
@@ -128,14 +130,14 @@ def _l2_step(x0: Tensor, delta: Tensor, s: int, eps: float, g: torch.Generator) 
 
 
 def _linf_step(
-    x0: Tensor, x_best: Tensor, s: int, eps: float, bounds: tuple[float, float], g: torch.Generator
+    x0: Tensor, x_best: Tensor, s: int, eps: float, bounds: tuple[float, float], g: ExampleRng
 ) -> Tensor:
     """Paper's linf update: one random square per example set to ``±eps`` (a sign per
     channel), redrawn while it would leave the (clipped) window unchanged."""
     n, c, h, w = x0.shape
     win, _, _ = _window(n, s, h, w, g, x0.device)
     delta = x_best - x0
-    signs = (torch.randint(0, 2, (n, c, 1, 1), generator=g).to(x0) * 2 - 1) * eps
+    signs = g.signs((c, 1, 1), dtype=x0.dtype).to(x0.device) * eps
     redo = torch.ones(n, dtype=torch.bool, device=x0.device)
     for _ in range(32):  # two sign patterns always differ, so this ends in a few draws
         cand = torch.where(win, signs, delta)
@@ -143,8 +145,9 @@ def _linf_step(
         redo = same.flatten(1).all(dim=1)
         if not bool(redo.any()):
             break
-        fresh = (torch.randint(0, 2, (n, c, 1, 1), generator=g).to(x0) * 2 - 1) * eps
-        signs = torch.where(redo.view(-1, 1, 1, 1), fresh, signs)
+        # only the rows that redraw consume numbers: a row's stream is its own
+        again = redo.nonzero().flatten()
+        signs[again] = g.signs((c, 1, 1), dtype=x0.dtype, rows=again).to(x0.device) * eps
     return torch.where(win, signs, delta)
 
 
@@ -161,7 +164,7 @@ def square(
     bounds: tuple[float, float] = (0.0, 1.0),
     targets: Tensor | None = None,
     early_stop: bool = True,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """Square Attack on a score model ``x (N, C, H, W) -> probabilities (N, K)``.
 
@@ -182,10 +185,11 @@ def square(
             f"square needs image batches (N, C, H, W) with H, W >= 2, got {tuple(x.shape)}; "
             "for tabular inputs use simba (basis='pixel') or hopskipjump"
         )
-    g = generator or torch.default_generator
     n, c, h, w = x.shape
+    rng = ExampleRng.coerce(generator, n, x.device)
+    g = rng
     if norm == "linf":
-        stripes = torch.randint(0, 2, (n, c, 1, w), generator=g).to(x) * 2 - 1
+        stripes = rng.signs((c, 1, w), dtype=x.dtype).to(x.device)
         x_best = clip_to_bounds(x + eps * stripes, bounds)
     else:
         x_best = clip_to_bounds(x + _l2_init(x, eps, g), bounds)
@@ -211,10 +215,12 @@ def square(
             side = round(math.sqrt(p * h * w))
             if norm == "linf":
                 s = min(max(side, 1), min(h, w) - 1)
-                cand = clip_to_bounds(x0 + _linf_step(x0, xb, s, eps, bounds, g), bounds)
+                cand = clip_to_bounds(
+                    x0 + _linf_step(x0, xb, s, eps, bounds, g.subset(active)), bounds
+                )
             else:
                 s = min(max(side, 3), min(h, w) - 1)
-                cand = clip_to_bounds(x0 + _l2_step(x0, xb - x0, s, eps, g), bounds)
+                cand = clip_to_bounds(x0 + _l2_step(x0, xb - x0, s, eps, g.subset(active)), bounds)
         if active.numel() == 0:
             break
         tgt = None if targets is None else targets[active]
@@ -292,7 +298,7 @@ class Square(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return square(
             model, x, y, eps=eps, norm=self.norm, steps=self.steps, p_init=self.p_init,

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from advx.attacks.base import Attack, Model
 from advx.attacks.gradient_estimation import resolve_inner
 from advx.attacks.registry import register
+from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.models.adapter import Classifier
 from advx.targets import Access, Query, Target
@@ -240,10 +241,12 @@ class Substitute(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         k = min(self.seeds, x.shape[0])
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        # the substitute is trained on the batch's first examples, so it (unlike the
+        # per-example attacks) depends on how the data is batched
+        seed = int(generator.seeds()[0]) % (2**31 - 1) if len(generator) else 0
         oracle = model.at(torch.arange(k)) if isinstance(model, Query) else model
         sub, _ = train_substitute(
             oracle, x[:k], rounds=self.rounds, lam=self.lam, tau=self.tau, epochs=self.epochs,

@@ -334,13 +334,13 @@ def run_attack(
     import json
     import time
 
-    import torch
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
-    from advx.attacks import AttackResult, create, get
+    from advx.attacks import AttackResult, attack_dataset, create, get
+    from advx.attacks.dataset import clear_parts
     from advx.cli._targets import open_data, open_target, target_info
+    from advx.io import atomic_write_text
     from advx.metrics import summary
     from advx.targets import Access
 
@@ -372,26 +372,22 @@ def run_attack(
         keep = y != fixed
         x, y = x[keep], y[keep]
     x, y = x[:n], y[:n]
-    console = Console(stderr=True)
-    parts: list[AttackResult] = []
-    with Progress(
-        *Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True, disable=json_out,
-    ) as bar:  # fmt: skip
-        task = bar.add_task(f"{slug} on {len(y)} examples", total=len(y))
-        for i in range(0, len(y), batch_size):
-            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-            tb = torch.full_like(yb, fixed) if fixed is not None else helper
-            r = atk(target, xb, yb, targets=tb)
-            parts.append(cast(AttackResult, r))  # one eps (checked above): never a sweep
-            bar.advance(task, len(yb))
-    result = AttackResult.concat(parts)
-    stats = _finite(summary(result))
     run_dir = (
         out
         or Path("runs") / "attack" / f"{Path(model).name}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    # the library's batching path: progress, per-example seeds (the batch size does not
+    # change the result), each finished batch saved so Ctrl-C loses only the one in flight
+    result = cast(
+        AttackResult,  # one eps (checked above): never a sweep
+        attack_dataset(
+            atk, target, (x, y), targets=fixed if fixed is not None else helper,
+            batch_size=batch_size, progress=not json_out, out=run_dir,
+        ),
+    )  # fmt: skip
+    stats = _finite(summary(result))
     result.save(run_dir)
+    clear_parts(run_dir)
     files = {"result": "result.safetensors", "summary": "summary.json"}
     if len(target.input_shape) == 3 and target.input_shape[0] in (1, 3) and result.attacked.any():
         from advx.report.figures import adversarial_figure
@@ -408,8 +404,7 @@ def run_attack(
         "config": atk.config,
         "files": files,
     }
-    with open(run_dir / "summary.json", "w") as f:
-        json.dump(record, f, indent=2, default=str)
+    atomic_write_text(run_dir / "summary.json", json.dumps(record, indent=2, default=str))
     if json_out:
         print_json({**stats, "out": str(run_dir)})
         return stats

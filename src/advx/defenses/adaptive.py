@@ -33,6 +33,7 @@ from torch import Tensor
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import Loss, margin_loss
 from advx.attacks.pgd import check_steps, pgd
+from advx.attacks.rng import ExampleRng
 from advx.defenses.detectors import Detector
 from advx.defenses.rejecting import RejectingClassifier, defended_accuracy
 from advx.errors import InputError
@@ -74,7 +75,7 @@ def adaptive_pgd(
     kappa: float = 1.0,
     weight: float = 1.0,
     random_init: bool = True,
-    generator: torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """PGD on :func:`evasion_loss` through ``system``, a callable returning a rejecting
     system's logits ``(N, C+1)`` (e.g. ``RejectingClassifier(model, det.bpda()).logits``).
@@ -137,7 +138,7 @@ class AdaptivePGD(Attack):
         *,
         eps: float,
         bounds: tuple[float, float],
-        generator: torch.Generator,
+        generator: ExampleRng,
     ) -> Tensor:
         return adaptive_pgd(
             model, x, y, eps=eps, step_size=self.step_for(eps), steps=self.steps,

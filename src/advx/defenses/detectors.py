@@ -34,12 +34,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
 
 from advx.errors import CheckpointError, ConfigError, InputError
+from advx.io import atomic_path, atomic_write_text
 from advx.models.adapter import Classifier, frozen_eval
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,8 @@ class Detector(nn.Module, ABC):
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(out / "detector.safetensors"))
+        with atomic_path(out / "detector.safetensors") as tmp:  # umask mode, atomic
+            save_file(tensors, str(tmp))
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -253,7 +255,7 @@ class Detector(nn.Module, ABC):
                 "sha256": model_fingerprint(self.model),
             },
         }
-        (out / "detector.json").write_text(json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(out / "detector.json", json.dumps(meta, indent=2) + "\n")
         return out
 
 
@@ -344,18 +346,14 @@ def adversarial_examples(
 ) -> Tensor:
     """Adversarial versions of ``x`` from a registered attack (``advx.attacks.create``)
     on the bare ``model``; examples the model already gets wrong come back unchanged."""
-    from advx.attacks import AttackResult, create
+    from advx.attacks import AttackResult, attack_dataset, create
     from advx.targets import WhiteBox
 
     atk = create(attack, eps=eps, seed=seed, **settings)
-    target = WhiteBox(model)
-    out = []
-    for i in range(0, x.shape[0], batch_size):
-        r = atk(target, x[i : i + batch_size], y[i : i + batch_size])
-        if not isinstance(r, AttackResult):
-            raise InputError("adversarial_examples takes a single eps")
-        out.append(r.x_adv)
-    return torch.cat(out)
+    if isinstance(atk.eps, tuple):
+        raise InputError("adversarial_examples takes a single eps")
+    r = attack_dataset(atk, WhiteBox(model), (x, y), batch_size=batch_size, progress=False)
+    return cast(AttackResult, r).x_adv
 
 
 def train_detector(

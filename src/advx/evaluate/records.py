@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from advx.io import atomic_write_text
+
 RESULTS = "results.jsonl"
 
 
@@ -175,13 +177,10 @@ def merge(run_dir: Path, *, remove_parts: bool = True) -> Path:
             r.get("step", 0),
         )
     )
-    tmp = run_dir / (RESULTS + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, run_dir / RESULTS)
+    atomic_write_text(
+        run_dir / RESULTS,
+        "".join(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in recs),
+    )
     if remove_parts:
         for p in run_dir.glob("results.rank*.jsonl"):
             p.unlink()
@@ -190,13 +189,7 @@ def merge(run_dir: Path, *, remove_parts: bool = True) -> Path:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def floats(values: Iterable[float], digits: int = 6) -> list[float | None]:

@@ -51,6 +51,7 @@ from advx.evaluate.summary import (
     load_run,
     summarize_records,
 )
+from advx.io import atomic_path
 from advx.targets import Access, Target
 
 log = logging.getLogger(__name__)
@@ -587,18 +588,17 @@ def _save_examples(
 
     path = example_file(out, b, ei, si)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(
-        {
-            "idx": idx.contiguous(),
-            "x": x.float().contiguous(),
-            "x_adv": x_adv.float().contiguous(),
-            "y": y.contiguous(),
-            "pred_adv": pred_adv.long().contiguous(),
-        },
-        str(tmp),
-    )
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=False) as tmp:
+        save_file(
+            {
+                "idx": idx.contiguous(),
+                "x": x.float().contiguous(),
+                "x_adv": x_adv.float().contiguous(),
+                "y": y.contiguous(),
+                "pred_adv": pred_adv.long().contiguous(),
+            },
+            str(tmp),
+        )
 
 
 def _probe(

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from advx.errors import CheckpointError, ConfigError, InputError
+from advx.io import file_mode, make_temp_dir
 from advx.models.adapter import Classifier
 from advx.models.registry import ARCHS, ArchSpec, jsonable
 
@@ -119,7 +120,7 @@ def save(
     _check_destination(dest)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    tmp = make_temp_dir(dest.parent, prefix=f".{dest.name}.", suffix=".partial")  # umask mode
     try:
         if kind == "torch":
             _write_torch(model, tmp / TORCH_FILE)
@@ -190,6 +191,7 @@ def _write_torch(model: Classifier, file: Path) -> None:
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(file), metadata={"format": "pt"})
+    os.chmod(file, file_mode())  # safetensors creates 0600; a checkpoint follows the umask
     _fsync(file)
 
 

@@ -15,7 +15,6 @@ import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from advx.attacks.result import Status
 from advx.errors import CheckpointError
+from advx.io import atomic_write_text
 from advx.text.sentence import Sentence
 
 
@@ -195,10 +195,7 @@ class TextAttackResults:
             "summary": self.summary(),
             "results": [r.to_dict() for r in self.results],
         }
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, ensure_ascii=False, default=str)
-        os.replace(tmp, p)
+        atomic_write_text(p, json.dumps(doc, indent=1, ensure_ascii=False, default=str))
         return p
 
     @classmethod

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from advx.errors import ConfigError, InputError
+from advx.io import atomic_path
 from advx.text.models import MiniLMNet, TextClassifier
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,8 @@ def minilm_features(texts: Sequence[str], *, cache: bool = True) -> Tensor:
     feats = MiniLMEncoder.default().encode(list(texts))
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        save_file({"features": feats.contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=False) as tmp:
+            save_file({"features": feats.contiguous()}, str(tmp))
     return feats
 
 
