@@ -237,6 +237,8 @@ class WhiteBox(Target):
         p = next(self.model.parameters(), None)
         if p is not None and p.is_floating_point() and x.dtype != p.dtype:
             x = x.to(p.dtype)
+        if p is not None and x.device != p.device:  # inputs elsewhere: answer where they are
+            return self.model(x.to(p.device)).to(x.device)
         return self.model(x)
 
     @contextmanager

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import typer
 
 from advx.cli._common import print_json, user_errors
+from advx.cli._model_options import ModelArgs, model_options
 from advx.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -173,12 +174,15 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+@model_options
 def attack(
     model: str | None = typer.Argument(
         None,
-        metavar="MODEL_DIR",
-        help="Model directory (as written by `advx train`), or the URL of a model server "
-        "speaking the Open Inference Protocol (advx serve, MLServer...).",
+        metavar="MODEL",
+        help="Model directory (as written by `advx train` or `advx import`), a TorchScript "
+        "or ONNX file, a Python module:function (or file.py:function) returning the model, "
+        "or the URL of a model server speaking the Open Inference Protocol (advx serve, "
+        "MLServer...).",
     ),
     model_name: str | None = typer.Option(
         None,
@@ -228,17 +232,22 @@ def attack(
     figure_k: int = typer.Option(6, "--figure-k", help="Rows in examples.png."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no table."),
     list_: bool = typer.Option(False, "--list", help="List the attacks and exit."),
+    *,
+    model_args: ModelArgs,
 ) -> None:
     """Attack a model with one attack and report clean/robust accuracy and costs.
 
     Example: advx attack runs/demo/model --attack pgd --eps 0.1 --steps 20
+
+    Your own model: advx attack net.pt --input-shape 1,8,8 --data digits (TorchScript; also
+    net.onnx, mymodels.py:make; see the README, "Attack your own model").
     """
     with user_errors():
         if list_:
             _list_attacks(json_out)
             return
         if model is None:
-            raise ConfigError("MODEL_DIR is required (or use --list)")
+            raise ConfigError("MODEL is required (or use --list)")
         options: dict[str, Any] = {
             "eps": None if eps is None else parse_float(eps),
             "norm": norm,
@@ -266,6 +275,7 @@ def attack(
             model_name=model_name,
             api_key=api_key,
             labels_only=labels_only,
+            model_args=model_args,
         )
 
 
@@ -286,6 +296,18 @@ def _target_labels(spec: str | None, class_names: tuple[str, ...]) -> tuple[Any,
     )
 
 
+def _on_cpu(r: Any) -> Any:
+    """A result with every tensor on the CPU (batches may run on a GPU)."""
+    import torch
+
+    moved = {
+        f.name: getattr(r, f.name).cpu()
+        for f in dataclasses.fields(r)
+        if isinstance(getattr(r, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(r, **moved)
+
+
 def run_attack(
     model: str,
     slug: str,
@@ -302,6 +324,7 @@ def run_attack(
     model_name: str | None = None,
     api_key: str | None = None,
     labels_only: bool = False,
+    model_args: ModelArgs | None = None,
 ) -> dict[str, Any]:
     """Body of ``advx attack`` after option parsing; returns the summary dict."""
     import json
@@ -323,13 +346,18 @@ def run_attack(
     if isinstance(settings.get("eps"), tuple):
         raise ConfigError("advx attack takes a single eps; use advx evaluate for eps sweeps")
     atk = create(slug, **settings)
-    target = open_target(model, model_name=model_name, api_key=api_key, labels_only=labels_only)
+    from advx.cli._model_options import parse_model_args
+    from advx.devices import target_device
+    from advx.models.external import require_access
+
+    margs = model_args or parse_model_args({"device": "cpu"})
+    target = open_target(
+        model, model_name=model_name, api_key=api_key, labels_only=labels_only,
+        options=margs.options, device=margs.device,
+    )  # fmt: skip
     need = _cls(entry).access
-    if target.access < need:
-        raise ConfigError(
-            f"attack {slug!r} needs {need.label}; {model} gives "
-            f"{target.access.label}; pick another attack (advx attack --list)"
-        )
+    require_access(target, need, what=f"attack {slug!r}", spec=model)
+    device = target_device(target)
     info = target_info(model, model_name=model_name, api_key=api_key)
     helper, fixed = _target_labels(targets, target.class_names)
     ds = open_data(data, info, split=split)
@@ -347,9 +375,11 @@ def run_attack(
         task = bar.add_task(f"{slug} on {len(y)} examples", total=len(y))
         for i in range(0, len(y), batch_size):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            xb, yb = xb.to(device), yb.to(device)
             tb = torch.full_like(yb, fixed) if fixed is not None else helper
-            r = atk(target, xb, yb, targets=tb)
-            parts.append(cast(AttackResult, r))  # one eps (checked above): never a sweep
+            with margs.autocast():
+                r = cast(AttackResult, atk(target, xb, yb, targets=tb))  # one eps: no sweep
+            parts.append(_on_cpu(r))
             bar.advance(task, len(yb))
     result = AttackResult.concat(parts)
     stats = _finite(summary(result))
