@@ -100,3 +100,19 @@ def target_device(target: object) -> torch.device:
             b = next(model.buffers(), None)
             return b.device if b is not None else torch.device("cpu")
     return torch.device("cpu")
+
+
+class Autocast(torch.nn.Module):
+    """``module`` run under :func:`autocast` on ``device``; float32 logits out. For
+    servers, whose requests run in worker threads a caller's autocast context does not
+    reach (autocast state is per thread)."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.module = module
+        self.device = device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, enabled=True):
+            out: torch.Tensor = self.module(x)
+        return out.float()

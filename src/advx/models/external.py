@@ -862,3 +862,17 @@ def _is_onnx_checkpoint(spec: str) -> bool:
 def with_options(options: ModelOptions, **changes: Any) -> ModelOptions:
     """``options`` with some fields replaced (validated again)."""
     return replace(options, **changes)
+
+
+def default_name(spec: str) -> str:
+    """A short name for a model spec: a directory's name, a file's stem, a factory's
+    function name (shown in reports, used as the model name of ``advx serve``)."""
+    m = _FACTORY.match(spec)
+    path = Path(spec)
+    if path.is_dir():
+        return path.resolve().name
+    if path.is_file():
+        return path.stem
+    if m:
+        return m.group("attr").rsplit(".", 1)[-1]
+    return spec.rstrip("/").rsplit("/", 1)[-1] or spec
