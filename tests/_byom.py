@@ -88,7 +88,7 @@ def write_image_models(root: Path, clf: Classifier) -> dict[str, Path | str]:
     }
 
 
-def hf_text_dir(root: Path, n_fit: int = 160) -> Path:
+def hf_text_dir(root: Path, n_fit: int = 320) -> Path:
     """A Hugging Face sentiment classifier directory (negative/positive) in ``root``."""
     from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
