@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ def _numbers(raw: str, what: str) -> tuple[float, ...]:
 
 def parse_shape(raw: str) -> tuple[int, ...]:
     """``"3,224,224"`` or ``"3x224x224"`` -> ``(3, 224, 224)``."""
-    parts = [p for p in raw.replace("x", ",").replace(" ", ",").split(",") if p.strip()]
+    parts = re.split(r"\s*[,x]\s*|\s+", raw.strip())
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:

@@ -214,9 +214,10 @@ def _wrap(net: nn.Module, options: ModelOptions, what: str) -> Classifier:
         with frozen_eval(clf), torch.no_grad():
             out = clf(probe.to(clf.device))
     except Exception as e:  # the user's network: any error means "does not fit"
+        last = (str(e).strip().splitlines() or [""])[-1]  # TorchScript errors: a traceback
         raise ConfigError(
             f"{what} fails on an input of shape (2, {', '.join(map(str, clf.input_shape))}): "
-            f"{type(e).__name__}: {e}; check --input-shape (and --mean/--std)"
+            f"{type(e).__name__}: {last}; check --input-shape (and --mean/--std)"
         ) from None
     if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != 2:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
