@@ -182,9 +182,7 @@ def test_import_round_trips_logits(user, tmp_path, x8, digits_mlp):
     assert info["ts"]["source"]["sha256"] and info["ts"]["dataset"] == "digits"
     with torch.no_grad():
         assert torch.allclose(models.load(ts)(x8), digits_mlp(x8), atol=1e-6)
-        assert torch.allclose(
-            models.load(fac)(x8), digits_mlp((x8 - 0.1) / 0.9), atol=1e-5
-        )
+        assert torch.allclose(models.load(fac)(x8), digits_mlp((x8 - 0.1) / 0.9), atol=1e-5)
     box = models.load(onnx)
     assert torch.allclose(box.scores(x8), digits_mlp(x8).softmax(1), atol=1e-5)
 
@@ -211,7 +209,9 @@ def test_imported_files_are_hash_checked(user, tmp_path):
 
 def test_unregistered_architecture_says_how_to_fix(tmp_path):
     torch.manual_seed(0)
-    path = models.save(models.build("linear", input_shape=(1, 8, 8), num_classes=10), tmp_path / "m")
+    path = models.save(
+        models.build("linear", input_shape=(1, 8, 8), num_classes=10), tmp_path / "m"
+    )
     info = json.loads((path / "model.json").read_text())
     info["arch"] = "my-resnet"
     (path / "model.json").write_text(json.dumps(info))
@@ -279,7 +279,9 @@ def test_hf_import_round_trip_and_refusals(hf_dir, tmp_path):
     loaded = models.load(out)
     assert isinstance(loaded, HFTextClassifier)
     texts = ["so happy today", "worst service ever"]
-    assert torch.equal(loaded.predict_proba(texts), HFTextClassifier.from_directory(hf_dir).predict_proba(texts))
+    assert torch.equal(
+        loaded.predict_proba(texts), HFTextClassifier.from_directory(hf_dir).predict_proba(texts)
+    )
     # pickled weights only: refused, with the conversion
     pickled = tmp_path / "pickled"
     pickled.mkdir()

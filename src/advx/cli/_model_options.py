@@ -74,8 +74,7 @@ _OPTIONS: dict[str, Any] = {
     "class_names": typer.Option(
         None,
         "--class-names",
-        help="User models: class names, comma-separated, or a file (one per line, or a "
-        "JSON list).",
+        help="User models: class names, comma-separated, or a file (one per line, or a JSON list).",
         rich_help_panel="Model",
     ),
     "device": typer.Option(
@@ -143,7 +142,9 @@ def _numbers(raw: str, what: str) -> tuple[float, ...]:
     try:
         return tuple(parse_float(p) for p in parts)
     except ConfigError:
-        raise ConfigError(f"{what} needs comma-separated numbers (e.g. 0.5,0.5,0.5), got {raw!r}") from None
+        raise ConfigError(
+            f"{what} needs comma-separated numbers (e.g. 0.5,0.5,0.5), got {raw!r}"
+        ) from None
 
 
 def parse_shape(raw: str) -> tuple[int, ...]:
@@ -219,7 +220,9 @@ def model_options(fn: F) -> F:
         raise TypeError(f"{fn.__name__} must take model_args: ModelArgs")
     params = [p for p in sig.parameters.values() if p.name != "model_args"]
     extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=_TYPES[name])
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=_TYPES[name]
+        )
         for name, opt in _OPTIONS.items()
     ]
     ordered = [p for p in params if p.kind != inspect.Parameter.KEYWORD_ONLY]

@@ -82,18 +82,14 @@ def open_target(
 
     if spec_kind(spec) is None:
         raise CheckpointError(describe_missing(spec))
-    loaded = open_model(
-        spec, options, device=device, outputs="labels" if labels_only else "scores"
-    )
+    loaded = open_model(spec, options, device=device, outputs="labels" if labels_only else "scores")
     label = name or (Path(spec).resolve().name if Path(spec).exists() else spec)
     if isinstance(loaded, Target):
         return loaded
     if isinstance(loaded, nn.Module):
         return WhiteBox(loaded, name=label)
     if callable(getattr(loaded, "predict_proba", None)) and not hasattr(loaded, "input_shape"):
-        raise ConfigError(
-            f"{spec} is a text model; attack it with `advx text attack {spec}`"
-        )
+        raise ConfigError(f"{spec} is a text model; attack it with `advx text attack {spec}`")
     from advx.adapters import as_target  # scikit-learn models and other wrappers
 
     try:

@@ -67,7 +67,9 @@ def _open_model(spec: str | Path, model_args: ModelArgs | None = None) -> Any:
     return model
 
 
-def _texts(model_dir: str | Path, data: str | None, split: str, n: int) -> tuple[list[str], Any, str]:
+def _texts(
+    model_dir: str | Path, data: str | None, split: str, n: int
+) -> tuple[list[str], Any, str]:
     from advx.cli._targets import target_info
     from advx.data import TextDataset, load
 

@@ -87,8 +87,7 @@ def transfer(
         [],
         "--source",
         "-s",
-        help="Model to craft on (directory, TorchScript/ONNX file, module:function; "
-        "repeatable).",
+        help="Model to craft on (directory, TorchScript/ONNX file, module:function; repeatable).",
     ),
     target: list[str] = typer.Option(
         [],

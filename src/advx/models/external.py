@@ -47,7 +47,7 @@ import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -243,7 +243,9 @@ def _refuse_pickle(path: Path) -> None:
     except OSError as e:
         raise InputError(f"cannot read {path}: {e}") from None
     if not is_zip:
-        raise InputError(f"{path} is not a TorchScript file (it looks like a pickle); {PICKLE_REFUSED}")
+        raise InputError(
+            f"{path} is not a TorchScript file (it looks like a pickle); {PICKLE_REFUSED}"
+        )
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
     if not any("/code/" in n for n in names) or not any(n.endswith("constants.pkl") for n in names):
@@ -253,7 +255,9 @@ def _refuse_pickle(path: Path) -> None:
         )
 
 
-def load_torchscript(path: str | os.PathLike[str], options: ModelOptions | None = None) -> Classifier:
+def load_torchscript(
+    path: str | os.PathLike[str], options: ModelOptions | None = None
+) -> Classifier:
     """A TorchScript file (``torch.jit.save``) as a :class:`Classifier` (white-box).
 
     Args:
@@ -449,7 +453,7 @@ def load_factory(spec: str, options: ModelOptions | None = None) -> Any:
 def _from_factory(made: Any, options: ModelOptions, spec: str) -> Any:
     if isinstance(made, Classifier):
         given = options.given
-        carried = {
+        carried: dict[str, Any] = {
             "input_shape": made.input_shape,
             "num_classes": made.num_classes,
             "bounds": made.bounds,
@@ -655,7 +659,9 @@ def _script(clf: Classifier) -> tuple[torch.jit.ScriptModule, str]:
         except Exception as e:  # scripting fails on much ordinary Python; tracing next
             log.info("torch.jit.script failed (%s); tracing instead", e)
         lo, hi = clf.bounds
-        example = lo + (hi - lo) * torch.rand(2, *clf.input_shape, generator=torch.Generator().manual_seed(0))
+        example = lo + (hi - lo) * torch.rand(
+            2, *clf.input_shape, generator=torch.Generator().manual_seed(0)
+        )
         with frozen_eval(clf), torch.no_grad():
             example = (example - clf.mean) / clf.std if clf.normalised else example
             try:
@@ -782,7 +788,9 @@ def _import_huggingface(
     from advx.text.huggingface import HFTextClassifier, check_hf_directory
 
     check_hf_directory(src)
-    model = HFTextClassifier.from_directory(src, class_names=options.class_names, max_len=options.max_len)
+    model = HFTextClassifier.from_directory(
+        src, class_names=options.class_names, max_len=options.max_len
+    )
     files: dict[str, Path] = {}
     for f in sorted(src.iterdir()):
         if not f.is_file() or f.name == ck.INFO_FILE or f.name.startswith("."):

@@ -78,9 +78,9 @@ class HFTextClassifier:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"HFTextClassifier needs a torch model, got {type(model).__name__}")
-        self.model = model
+        self.model: Any = model
         self.tokenizer = tokenizer
-        k = int(model.config.num_labels)
+        k = int(self.model.config.num_labels)
         if k < 2:
             raise ConfigError(f"{name}: num_labels is {k}; a classifier needs at least 2")
         self.num_classes = k
