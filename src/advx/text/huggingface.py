@@ -80,7 +80,10 @@ class HFTextClassifier:
             raise InputError(f"HFTextClassifier needs a torch model, got {type(model).__name__}")
         self.model: Any = model
         self.tokenizer = tokenizer
-        k = int(self.model.config.num_labels)
+        config: Any = getattr(model, "config", None)
+        if config is None or not hasattr(config, "num_labels"):
+            raise InputError(f"{name}: not a transformers model (no config.num_labels)")
+        k = int(config.num_labels)
         if k < 2:
             raise ConfigError(f"{name}: num_labels is {k}; a classifier needs at least 2")
         self.num_classes = k
@@ -89,7 +92,7 @@ class HFTextClassifier:
                 raise ConfigError(f"{len(class_names)} class names for {name}'s {k} classes")
             self.class_names = tuple(class_names)
         else:
-            id2label = getattr(model.config, "id2label", None) or {}
+            id2label = getattr(config, "id2label", None) or {}
             self.class_names = tuple(str(id2label.get(i, i)) for i in range(k))
         limit = int(getattr(tokenizer, "model_max_length", 512) or 512)
         self.max_len = int(max_len or min(limit, 512))
