@@ -22,7 +22,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -115,7 +115,6 @@ class ModelArgs:
     options: ModelOptions
     device: torch.device
     amp: bool = False
-    raw: dict[str, Any] = field(default_factory=dict)
 
     @contextmanager
     def autocast(self) -> Iterator[None]:
@@ -206,7 +205,6 @@ def parse_model_args(raw: dict[str, Any]) -> ModelArgs:
         options=options,
         device=resolve_device(raw.get("device") or "auto"),
         amp=bool(raw.get("amp")),
-        raw=dict(raw),
     )
 
 

@@ -348,7 +348,7 @@ def run_attack(
     atk = create(slug, **settings)
     from advx.cli._model_options import parse_model_args
     from advx.devices import target_device
-    from advx.models.external import require_access
+    from advx.models.external import default_name, require_access
 
     margs = model_args or parse_model_args({"device": "cpu"})
     target = open_target(
@@ -385,7 +385,9 @@ def run_attack(
     stats = _finite(summary(result))
     run_dir = (
         out
-        or Path("runs") / "attack" / f"{Path(model).name}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+        or Path("runs")
+        / "attack"
+        / f"{default_name(model)}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     result.save(run_dir)
     files = {"result": "result.safetensors", "summary": "summary.json"}

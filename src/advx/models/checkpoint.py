@@ -415,7 +415,7 @@ def load(path: str | os.PathLike[str]) -> Any:
     spec = ARCHS.get(arch)
     if spec is None:
         raise CheckpointError(
-            f"{d}: architecture {arch!r} is not registered in this process (known: "
+            f"{d}: unknown architecture {arch!r}: not registered in this process (known: "
             f"{', '.join(sorted(ARCHS))}). If it is your own architecture, import the module "
             "that calls advx.models.register(ArchSpec(name=" + repr(arch) + ", ...)) before "
             "loading (python), or give the model as module:factory (command line); if it is "

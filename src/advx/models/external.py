@@ -48,7 +48,7 @@ import time
 import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -866,11 +866,6 @@ def _is_onnx_checkpoint(spec: str) -> bool:
         return bool(json.loads(f.read_text(encoding="utf-8")).get("kind") == "onnx")
     except (OSError, ValueError):
         return False
-
-
-def with_options(options: ModelOptions, **changes: Any) -> ModelOptions:
-    """``options`` with some fields replaced (validated again)."""
-    return replace(options, **changes)
 
 
 def default_name(spec: str) -> str:
