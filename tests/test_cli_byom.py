@@ -227,6 +227,7 @@ def _readme_commands() -> list[str]:
     return [ln for ln in lines if ln.startswith("advx ")]
 
 
+@pytest.mark.slow  # ~35 s of CPU: every command below also has its own fast test above
 def test_readme_byom_commands_run(user, hf_dir, tmp_path, monkeypatch):
     """Each command of the README section, as written, in a directory holding the files
     it names (net.pt, net.onnx, mymodels.py, names.txt, hf-sentiment)."""

@@ -218,7 +218,9 @@ def test_unregistered_architecture_says_how_to_fix(tmp_path):
     with pytest.raises(CheckpointError) as e:
         models.load(path)
     msg = str(e.value)
-    assert "unknown architecture 'my-resnet': not registered" in msg and "advx.models.register" in msg
+    assert (
+        "unknown architecture 'my-resnet': not registered" in msg and "advx.models.register" in msg
+    )
     assert "module:factory" in msg and "newer or extended" not in msg
 
 

@@ -52,10 +52,9 @@ def _open_model(spec: str | Path, model_args: ModelArgs | None = None) -> Any:
             "checkpoint, a Hugging Face sequence-classification directory, or a "
             "module:function returning an object with predict_proba(list[str])"
         )
-    if model_args is None:
-        loaded = open_model(spec)
-    else:
-        loaded = open_model(spec, model_args.options, device=model_args.device)
+    loaded = open_model(spec, model_args.options if model_args else None)
+    if model_args is not None and callable(getattr(loaded, "to_device", None)):
+        loaded.to_device(model_args.device)  # Hugging Face models; the zoo's run on the CPU
     model = as_text_model(loaded)
     if not callable(getattr(model, "predict_proba", None)) or not isinstance(
         getattr(model, "num_classes", None), int
