@@ -189,7 +189,7 @@ class WhiteBox(Target):
             inputs to logits, in which case ``input_shape`` and ``num_classes`` are needed.
         bounds: input domain, overriding the classifier's.
         name: shown in messages and reports.
-        amp: run the forward under ``torch.autocast`` (float16 on CUDA, where it is
+        amp: run the forward under :func:`advx.devices.autocast` (bfloat16 on CUDA, where it is
             faster); the input gradients and the adversarial inputs keep the input's
             dtype. Off the GPU it does nothing.
 
@@ -259,17 +259,22 @@ class WhiteBox(Target):
 
     def _logits(self, x: Tensor) -> Tensor:
         # the model runs in its own dtype and device; autograd carries gradients back
-        # through both casts, so the input gradient has the input's dtype
+        # through both casts, so the input gradient has the input's dtype, and the logits
+        # come back where the input is
         p = next(self.model.parameters(), None)
+        home = x.device
         if p is not None and (
             x.device != p.device or (p.is_floating_point() and x.dtype != p.dtype)
         ):
             x = x.to(device=p.device, dtype=p.dtype if p.is_floating_point() else x.dtype)
-        if self.amp and x.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
-                out = self.model(x)
-            return out.float()
-        return self.model(x)
+        if self.amp:  # mixed precision on CUDA (advx.devices.autocast); no-op elsewhere
+            from advx.devices import autocast
+
+            with autocast(x.device):
+                out = self.model(x).float()
+        else:
+            out = self.model(x)
+        return out.to(home)
 
     @contextmanager
     def attacking(self) -> Iterator[WhiteBox]:

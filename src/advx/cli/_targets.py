@@ -3,10 +3,11 @@
 One entry point per thing, so every command (``attack``, ``evaluate``, ``transfer``...)
 accepts the same specs:
 
-* :func:`open_target` — ``spec`` names a model: today a checkpoint directory written by
+* :func:`open_target` — ``spec`` names a model: a checkpoint directory written by
   :func:`advx.models.save` (torch -> :class:`~advx.targets.WhiteBox`; a model wrapper
-  that already is a :class:`~advx.targets.Target`, e.g. scikit-learn, passes through).
-  Remote endpoints (``http://...``) plug in here as one more branch.
+  that already is a :class:`~advx.targets.Target`, e.g. scikit-learn, passes through), a
+  user model (TorchScript, ONNX, ``module:factory``; :mod:`advx.models.external`), or a
+  remote endpoint (``http://...``).
 * :func:`target_info` — the model's metadata (``model.json``) when the spec has one.
 * :func:`open_data` — the evaluation data: ``--data`` if given, else the dataset the
   model's metadata records.
@@ -17,10 +18,15 @@ Heavy imports happen inside the functions (this module is imported by ``advx --h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advx.errors import CheckpointError, ConfigError, InputError
 from advx.targets import Target
+
+if TYPE_CHECKING:
+    import torch
+
+    from advx.models.external import ModelOptions
 
 
 def _is_remote(spec: str) -> bool:
@@ -34,29 +40,36 @@ def open_target(
     model_name: str | None = None,
     api_key: str | None = None,
     labels_only: bool = False,
+    options: ModelOptions | None = None,
+    device: torch.device | None = None,
 ) -> Target:
     """Open the model named by ``spec`` as a target.
 
     Args:
-        spec: a model directory (``model.json`` + ``model.safetensors``, as written by
-            ``advx train`` / :func:`advx.models.save`), a pretrained zoo name
-            (``efficientnet-lite0``, ``-lite1``, ``-lite2``), or the URL of an Open Inference
-            Protocol server (``http://127.0.0.1:8080``: ``advx serve``, MLServer...),
-            opened as an :class:`~advx.adapters.HttpTarget`.
+        spec: a model directory (``model.json`` + weights, as written by ``advx train``,
+            :func:`advx.models.save` or ``advx import``); a TorchScript file; an ONNX file
+            (scores and labels only); a Python ``module:function`` or
+            ``path/to/file.py:function`` returning an ``nn.Module``, Classifier or Target;
+            a pretrained zoo name (``efficientnet-lite0``, ``-lite1``, ``-lite2``); or the
+            URL of an Open Inference Protocol server (``http://127.0.0.1:8080``:
+            ``advx serve``, MLServer...), opened as an :class:`~advx.adapters.HttpTarget`.
+            See :mod:`advx.models.external`.
         name: shown in messages and reports; default the directory (or model) name.
         model_name: the model's name on the server (URLs only; default: the server's
             only model).
         api_key: API key for the server (URLs only).
-        labels_only: ask the server for labels only (URLs only; a labels-only
-            ``advx serve`` is detected without it).
+        labels_only: ask the server (or an ONNX model) for labels only.
+        options: what a user model does not carry (input shape, classes, bounds,
+            normalisation, class names).
+        device: where torch models run (default CPU).
 
     Returns:
-        A :class:`~advx.targets.WhiteBox` for torch checkpoints; the loaded object itself
-        when it already is a :class:`~advx.targets.Target`.
+        A :class:`~advx.targets.WhiteBox` for torch models; a ScoreBox/LabelBox for ONNX;
+        the loaded object itself when it already is a :class:`~advx.targets.Target`.
 
     Raises:
-        CheckpointError: the directory is missing or not a model checkpoint.
-        ConfigError: the spec names something no adapter handles.
+        CheckpointError: the path does not exist or is not a valid checkpoint.
+        ConfigError: the spec names something no adapter handles, or options are missing.
     """
     if _is_remote(spec):
         from advx.adapters import HttpTarget
@@ -64,20 +77,21 @@ def open_target(
         outputs = "labels" if labels_only else "auto"
         return HttpTarget(spec, model_name, outputs=outputs, api_key=api_key, name=name)
     spec = _pretrained_dir(spec)
-    path = Path(spec)
-    if not path.exists():
-        raise CheckpointError(f"no model at {spec}: the path does not exist")
     from torch import nn
 
-    from advx import models
+    from advx.models.external import describe_missing, open_model, spec_kind
     from advx.targets import WhiteBox
 
-    loaded = models.load(path)
-    label = name or path.resolve().name
+    if spec_kind(spec) is None:
+        raise CheckpointError(describe_missing(spec))
+    loaded = open_model(spec, options, device=device, outputs="labels" if labels_only else "scores")
+    label = name or (Path(spec).resolve().name if Path(spec).exists() else spec)
     if isinstance(loaded, Target):
         return loaded
     if isinstance(loaded, nn.Module):
         return WhiteBox(loaded, name=label)
+    if callable(getattr(loaded, "predict_proba", None)) and not hasattr(loaded, "input_shape"):
+        raise ConfigError(f"{spec} is a text model; attack it with `advx text attack {spec}`")
     from advx.adapters import as_target  # scikit-learn models and other wrappers
 
     try:
@@ -104,8 +118,12 @@ def target_info(
             params = client.model_metadata(names[0]).get("parameters") or {}
         return dict(params) if isinstance(params, dict) else {}
     from advx import models
+    from advx.models.external import spec_kind
 
-    return dict(models.read_info(Path(_pretrained_dir(spec))))
+    spec = _pretrained_dir(spec)
+    if spec_kind(spec) != "checkpoint":
+        return {}  # user models carry no advx metadata (pass --data)
+    return dict(models.read_info(Path(spec)))
 
 
 def _pretrained_dir(spec: str) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import typer
 
 from advx.cli._common import print_json, user_errors
+from advx.cli._model_options import ModelArgs, model_options
 from advx.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -173,13 +174,15 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+@model_options
 def attack(
     model: str | None = typer.Argument(
         None,
-        metavar="MODEL_DIR",
-        help="Model directory (as written by `advx train`), a pretrained ImageNet model "
-        "(efficientnet-lite0, -lite1, -lite2), or the URL of a model server "
-        "speaking the Open Inference Protocol (advx serve, MLServer...).",
+        metavar="MODEL",
+        help="Model directory (as written by `advx train` or `advx import`), a pretrained "
+        "ImageNet model (efficientnet-lite0, -lite1, -lite2), a TorchScript or ONNX file, a "
+        "Python module:function (or file.py:function) returning the model, or the URL of a "
+        "model server speaking the Open Inference Protocol (advx serve, MLServer...).",
     ),
     model_name: str | None = typer.Option(
         None,
@@ -236,19 +239,24 @@ def attack(
     figure_k: int = typer.Option(6, "--figure-k", help="Rows in examples.png."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no table."),
     list_: bool = typer.Option(False, "--list", help="List the attacks and exit."),
+    *,
+    model_args: ModelArgs,
 ) -> None:
     """Attack a model with one attack and report clean/robust accuracy and costs.
 
     Example: advx attack runs/demo/model --attack pgd --eps 0.1 --steps 20
 
     Example: advx attack efficientnet-lite0 --images photos/ --targets ostrich --eps 4/255
+
+    Your own model: advx attack net.pt --input-shape 1,8,8 --data digits (TorchScript; also
+    net.onnx, mymodels.py:make; see the README, "Attack your own model").
     """
     with user_errors():
         if list_:
             _list_attacks(json_out)
             return
         if model is None:
-            raise ConfigError("MODEL_DIR is required (or use --list)")
+            raise ConfigError("MODEL is required (or use --list)")
         options: dict[str, Any] = {
             "eps": None if eps is None else parse_float(eps),
             "norm": norm,
@@ -277,6 +285,7 @@ def attack(
             api_key=api_key,
             labels_only=labels_only,
             images=images,
+            model_args=model_args,
         )
 
 
@@ -329,6 +338,7 @@ def run_attack(
     api_key: str | None = None,
     labels_only: bool = False,
     images: str | None = None,
+    model_args: ModelArgs | None = None,
 ) -> dict[str, Any]:
     """Body of ``advx attack`` after option parsing; returns the summary dict."""
     import json
@@ -350,13 +360,16 @@ def run_attack(
     if isinstance(settings.get("eps"), tuple):
         raise ConfigError("advx attack takes a single eps; use advx evaluate for eps sweeps")
     atk = create(slug, **settings)
-    target = open_target(model, model_name=model_name, api_key=api_key, labels_only=labels_only)
+    from advx.cli._model_options import parse_model_args
+    from advx.models.external import default_name, require_access
+
+    margs = model_args or parse_model_args({"device": "cpu"})
+    target = open_target(
+        model, model_name=model_name, api_key=api_key, labels_only=labels_only,
+        options=margs.options, device=margs.device,
+    )  # fmt: skip
     need = _cls(entry).access
-    if target.access < need:
-        raise ConfigError(
-            f"attack {slug!r} needs {need.label}; {model} gives "
-            f"{target.access.label}; pick another attack (advx attack --list)"
-        )
+    require_access(target, need, what=f"attack {slug!r}", spec=model)
     info = target_info(model, model_name=model_name, api_key=api_key)
     helper, fixed = _target_labels(targets, target.class_names)
     if images is not None:
@@ -374,17 +387,20 @@ def run_attack(
     x, y = x[:n], y[:n]
     run_dir = (
         out
-        or Path("runs") / "attack" / f"{Path(model).name}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+        or Path("runs")
+        / "attack"
+        / f"{default_name(model)}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     # the library's batching path: progress, per-example seeds (the batch size does not
     # change the result), each finished batch saved so Ctrl-C loses only the one in flight
-    result = cast(
-        AttackResult,  # one eps (checked above): never a sweep
-        attack_dataset(
-            atk, target, (x, y), targets=fixed if fixed is not None else helper,
-            batch_size=batch_size, progress=not json_out, out=run_dir,
-        ),
-    )  # fmt: skip
+    with margs.autocast():
+        result = cast(
+            AttackResult,  # one eps (checked above): never a sweep
+            attack_dataset(
+                atk, target, (x, y), targets=fixed if fixed is not None else helper,
+                batch_size=batch_size, progress=not json_out, out=run_dir,
+            ),
+        )  # fmt: skip
     stats = _finite(summary(result))
     result.save(run_dir)
     clear_parts(run_dir)

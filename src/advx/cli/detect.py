@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from advx.cli._common import print_json, user_errors
+from advx.cli._model_options import ModelArgs, model_options
 
 detect_app = typer.Typer(
     name="detect",
@@ -22,23 +23,33 @@ detect_app = typer.Typer(
 )
 
 
-def _open_model(model_dir: Path) -> tuple[Any, dict[str, Any]]:
-    from advx import models
-    from advx.errors import ConfigError
+def _open_model(model_dir: str, model_args: ModelArgs) -> tuple[Any, dict[str, Any]]:
+    from advx.cli._targets import target_info
+    from advx.errors import CheckpointError, ConfigError
     from advx.models.adapter import Classifier
+    from advx.models.external import describe_missing, open_model, spec_kind
 
-    clf = models.load(model_dir)
+    if spec_kind(model_dir) is None:
+        raise CheckpointError(describe_missing(model_dir))
+    clf = open_model(model_dir, model_args.options, device=model_args.device)
     if not isinstance(clf, Classifier):
         raise ConfigError(
-            f"{model_dir} holds a {type(clf).__name__}; detectors guard torch models (they "
-            "need the model's features or gradients)"
+            f"{model_dir} gives a {type(clf).__name__}; detectors guard torch models (they "
+            "need the model's features or gradients): give a checkpoint, a TorchScript file "
+            "or a module:function returning an nn.Module"
         )
-    return clf, dict(models.read_info(model_dir))
+    return clf, target_info(model_dir)
 
 
 @detect_app.command("train")
+@model_options
 def train_command(
-    model_dir: Path = typer.Argument(..., help="Model directory (as written by `advx train`)."),
+    model_dir: str = typer.Argument(
+        ...,
+        metavar="MODEL",
+        help="Model: a directory (from `advx train` / `advx import`), a TorchScript file, or "
+        "a Python module:function returning the model.",
+    ),
     detector: str = typer.Option(
         "squeeze", "--detector", help="Detector kind: squeeze, binary or mahalanobis."
     ),
@@ -61,6 +72,8 @@ def train_command(
     ),
     seed: int = typer.Option(0, help="Seed of the split, the attack and the detector."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    *,
+    model_args: ModelArgs,
 ) -> None:
     """Fit and calibrate a detector for MODEL_DIR; write it to --out.
 
@@ -71,7 +84,7 @@ def train_command(
         from advx.cli.attack import parse_float
         from advx.defenses.detectors import train_detector
 
-        clf, info = _open_model(model_dir)
+        clf, info = _open_model(model_dir, model_args)
         ds = open_data(data, info, split="train", limit=n)
         settings: dict[str, Any] = {}
         if layer is not None:
@@ -80,10 +93,11 @@ def train_command(
             settings["squeezers"] = [s.strip() for s in squeezers.split(",") if s.strip()]
         if epochs is not None:
             settings["epochs"] = epochs
-        det = train_detector(
-            clf, ds.x, ds.y, kind=detector, attack=attack, eps=parse_float(eps), fpr=fpr,
-            seed=seed, **settings,
-        )  # fmt: skip
+        with model_args.autocast():
+            det = train_detector(
+                clf, ds.x.to(clf.device), ds.y.to(clf.device), kind=detector, attack=attack, eps=parse_float(eps), fpr=fpr,
+                seed=seed, **settings,
+            )  # fmt: skip
         det.save(out)
         summary = {
             "detector": det.kind,
@@ -144,8 +158,13 @@ def print_detector_report(rep: Any) -> None:
 
 
 @detect_app.command("eval")
+@model_options
 def eval_command(
-    model_dir: Path = typer.Argument(..., help="Model directory (as written by `advx train`)."),
+    model_dir: str = typer.Argument(
+        ...,
+        metavar="MODEL",
+        help="Model: a directory, a TorchScript file or a module:function (as for train).",
+    ),
     det_dir: Path = typer.Argument(..., help="Detector directory (from `advx detect train`)."),
     adaptive: bool = typer.Option(
         False, "--adaptive", help="Also run the adaptive attack (PGD through the detector, BPDA)."
@@ -163,6 +182,8 @@ def eval_command(
     split: str = typer.Option("test", help="Split of the dataset to evaluate on."),
     seed: int = typer.Option(0, help="Seed of the attacks' random starts."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no table."),
+    *,
+    model_args: ModelArgs,
 ) -> None:
     """Detection rate at the calibrated false-positive rate, and the defended system's
     accuracy, under a non-adaptive attack and (--adaptive) an adaptive one.
@@ -175,14 +196,15 @@ def eval_command(
         from advx.defenses.adaptive import evaluate_detector
         from advx.defenses.detectors import load_detector
 
-        clf, info = _open_model(model_dir)
+        clf, info = _open_model(model_dir, model_args)
         det = load_detector(det_dir, clf)
         ds = open_data(data, info, split=split, limit=n)
         budget = parse_float(eps) if eps is not None else float(det.calibration.get("eps", 0.1))
-        rep = evaluate_detector(
-            clf, det, ds.x, ds.y, eps=budget, attack=attack, steps=steps, adaptive=adaptive,
-            adaptive_steps=adaptive_steps, seed=seed,
-        )  # fmt: skip
+        with model_args.autocast():
+            rep = evaluate_detector(
+                clf, det, ds.x.to(clf.device), ds.y.to(clf.device), eps=budget, attack=attack, steps=steps, adaptive=adaptive,
+                adaptive_steps=adaptive_steps, seed=seed,
+            )  # fmt: skip
         if json_out:
             print_json(rep.to_json())
         else:

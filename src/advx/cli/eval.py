@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from advx.cli._common import print_json, user_errors
+from advx.cli._model_options import ModelArgs, model_options
 from advx.errors import ConfigError
 
 
@@ -124,9 +125,13 @@ def _init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+@model_options
 def eval_command(
     model: str | None = typer.Argument(
-        None, metavar="MODEL_DIR", help="Model directory (as written by `advx train`)."
+        None,
+        metavar="MODEL",
+        help="Model: a directory (from `advx train` / `advx import`), a TorchScript or ONNX "
+        "file, or a Python module:function returning the model.",
     ),
     suite: str = typer.Option(
         "standard", help="Suite name (quick, standard, thorough; see --list) or a JSON file."
@@ -165,6 +170,8 @@ def eval_command(
     stop_after_batches: int | None = typer.Option(
         None, hidden=True, help="Testing hook: stop after this many batches, as if killed."
     ),
+    *,
+    model_args: ModelArgs,
 ) -> None:
     """Robust accuracy under a suite of attacks (worst case per example), with red-flag checks.
 
@@ -177,7 +184,7 @@ def eval_command(
             _list_suites(json_out, norm)
             return
         if model is None:
-            raise ConfigError("MODEL_DIR is required (or use --list)")
+            raise ConfigError("MODEL is required (or use --list)")
         if not eps:
             raise ConfigError("give at least one --eps, e.g. --eps 0.1 (or 8/255)")
         if resume and out is None:
@@ -188,7 +195,7 @@ def eval_command(
 
         rank, world = _init_distributed()
         try:
-            target = open_target(model)
+            target = open_target(model, options=model_args.options, device=model_args.device)
             info = target_info(model)
             ds = open_data(data, info, split=split)
             eps_values = [parse_float(e) for e in eps]
@@ -203,13 +210,14 @@ def eval_command(
                 "data": data or info.get("dataset"),
                 "split": split,
             }
-            report = _run(
-                target, ds, eps_values, suite=suite, norm=norm, n=min(n, len(ds)),
-                batch_size=batch_size, seed=seed, run_dir=out, resume=resume,
-                save_examples=save_examples, probe=probe, meta=meta,
-                stop_after_batches=stop_after_batches, show=rank == 0 and not json_out,
-                evaluate=evaluate,
-            )  # fmt: skip
+            with model_args.autocast():
+                report = _run(
+                    target, ds, eps_values, suite=suite, norm=norm, n=min(n, len(ds)),
+                    batch_size=batch_size, seed=seed, run_dir=out, resume=resume,
+                    save_examples=save_examples, probe=probe, meta=meta,
+                    stop_after_batches=stop_after_batches, show=rank == 0 and not json_out,
+                    evaluate=evaluate,
+                )  # fmt: skip
         finally:
             if world > 1:
                 import torch.distributed as dist

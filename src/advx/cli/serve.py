@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import typer
 
 from advx.cli._common import user_errors
+from advx.cli._model_options import ModelArgs, model_options
 
 
+@model_options
 def serve(
-    model_dir: Path = typer.Argument(
-        ..., help="Model directory written by `advx train` (torch or scikit-learn)."
+    model_dir: str = typer.Argument(
+        ...,
+        metavar="MODEL",
+        help="Model: a directory written by `advx train` / `advx import` (torch or "
+        "scikit-learn), a TorchScript or ONNX file, or a Python module:function.",
     ),
     host: str = typer.Option(
         "127.0.0.1", help="Interface to listen on; loopback by default (0.0.0.0: all)."
@@ -39,6 +44,8 @@ def serve(
     log_level: str = typer.Option(
         "warning", "--log-level", help="uvicorn log level (info shows every request)."
     ),
+    *,
+    model_args: ModelArgs,
 ) -> None:
     """Serve MODEL_DIR over HTTP so black-box attacks (or anyone) can query it.
 
@@ -48,15 +55,20 @@ def serve(
     `advx attack http://127.0.0.1:8080 --model-name NAME --attack square --eps 0.1`.
     """
     with user_errors():
-        from advx import models
+        from advx.cli._targets import open_target, target_info
         from advx.errors import InputError
+        from advx.models.external import default_name
         from advx.serve.server import create_app, is_loopback
 
         if not 0 <= port <= 65535:
             raise InputError(f"--port must be in 0..65535, got {port}")
-        loaded = models.load(model_dir)
-        info = models.read_info(model_dir)
-        model_name = name or model_dir.resolve().name
+        model_name = name or default_name(model_dir)
+        loaded = open_target(
+            model_dir, name=model_name, options=model_args.options, device=model_args.device
+        )
+        if model_args.amp:
+            loaded = _with_amp(loaded, model_args)
+        info = target_info(model_dir)
         app = create_app(
             loaded,
             name=model_name,
@@ -85,6 +97,21 @@ def serve(
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "info")
+
+
+def _with_amp(target: Any, model_args: ModelArgs) -> Any:
+    """The target with its torch model under autocast (requests run in worker threads)."""
+    from advx.devices import Autocast
+    from advx.targets import WhiteBox
+
+    if model_args.device.type != "cuda" or not isinstance(target, WhiteBox):
+        with model_args.autocast():  # prints the note that --amp does nothing here
+            return target
+    return WhiteBox(
+        Autocast(target.model, model_args.device), input_shape=target.input_shape,
+        num_classes=target.num_classes, bounds=target.bounds, class_names=target.class_names,
+        name=target.name,
+    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from advx.cli._common import print_json, user_errors
+from advx.cli._model_options import ModelArgs, model_options
 from advx.errors import ConfigError, InputError
 
 app = typer.Typer(
@@ -32,24 +33,48 @@ SUMMARY_KEYS = (
 )
 
 
-def _open_model(path: Path) -> Any:
-    from advx.text.models import load
+def _open_model(spec: str | Path, model_args: ModelArgs | None = None) -> Any:
+    """A text model from a checkpoint, a Hugging Face directory, or a module:function
+    returning an object with ``predict_proba(list[str])``."""
+    from advx.models.external import open_model, spec_kind
+    from advx.text.models import as_text_model
 
-    if not path.exists():
+    spec = str(spec)
+    kind = spec_kind(spec)
+    if kind is None:
         raise InputError(
-            f"no model at {path}; train one with `advx train --data tweets-binary --model wordcnn "
-            f"--out {path}`"
+            f"no model at {spec}; train one with `advx train --data tweets-binary --model "
+            f"wordcnn --out {spec}`, or give a Hugging Face model directory or module:function"
         )
-    return load(path)
+    if kind not in ("checkpoint", "huggingface", "factory"):
+        raise ConfigError(
+            f"{spec} is a {kind} model; text attacks need a text classifier: an advx text "
+            "checkpoint, a Hugging Face sequence-classification directory, or a "
+            "module:function returning an object with predict_proba(list[str])"
+        )
+    loaded = open_model(spec, model_args.options if model_args else None)
+    if model_args is not None and callable(getattr(loaded, "to_device", None)):
+        loaded.to_device(model_args.device)  # Hugging Face models; the zoo's run on the CPU
+    model = as_text_model(loaded)
+    if not callable(getattr(model, "predict_proba", None)) or not isinstance(
+        getattr(model, "num_classes", None), int
+    ):
+        raise ConfigError(
+            f"{spec} gives a {type(loaded).__name__}, not a text classifier (it needs "
+            "predict_proba(list[str]) and num_classes)"
+        )
+    return model
 
 
-def _texts(model_dir: Path, data: str | None, split: str, n: int) -> tuple[list[str], Any, str]:
+def _texts(
+    model_dir: str | Path, data: str | None, split: str, n: int
+) -> tuple[list[str], Any, str]:
+    from advx.cli._targets import target_info
     from advx.data import TextDataset, load
-    from advx.models import read_info
 
-    name = data or read_info(model_dir).get("dataset")
+    name = data or target_info(str(model_dir)).get("dataset")
     if not name:
-        raise ConfigError(f"{model_dir}/model.json names no dataset; pass --data")
+        raise ConfigError(f"{model_dir} names no dataset; pass --data (e.g. tweets-binary)")
     ds = load(name, split)
     if not isinstance(ds, TextDataset):
         raise ConfigError(f"{name!r} is not a text dataset")
@@ -64,8 +89,14 @@ def _pct(v: Any) -> str:
 
 
 @app.command("attack")
+@model_options
 def attack(
-    model_dir: Path = typer.Argument(..., help="Text model directory (from `advx train`)."),
+    model_dir: str = typer.Argument(
+        ...,
+        metavar="MODEL",
+        help="Text model: a directory from `advx train` / `advx import`, a Hugging Face "
+        "sequence-classification directory, or a module:function returning a text model.",
+    ),
     recipe: str = typer.Option(
         "textfooler", "--recipe", "-r", help="Recipe: deepwordbug, pwws, textfooler or hotflip."
     ),
@@ -94,6 +125,8 @@ def attack(
     json_out: bool = typer.Option(
         False, "--json", help="Print one JSON object (the summary), no table."
     ),
+    *,
+    model_args: ModelArgs,
 ) -> None:
     """Attack a text classifier with a recipe; report success, words changed, queries.
 
@@ -109,7 +142,7 @@ def attack(
         from advx.text import recipes
         from advx.text.result import diff_rich
 
-        model = _open_model(model_dir)
+        model = _open_model(model_dir, model_args)
         attack_ = recipes.create(recipe, model=model, max_queries=max_queries or None, seed=seed)
         if text:
             texts = list(text)
@@ -126,7 +159,10 @@ def attack(
 
         with Progress(transient=True, console=Console(stderr=True), disable=len(texts) < 5) as bar:
             task = bar.add_task(f"{recipe} on {len(texts)} texts", total=len(texts))
-            res = attack_(model, texts, y, targets=targets, progress=lambda i, r: bar.advance(task))
+            with model_args.autocast():
+                res = attack_(
+                    model, texts, y, targets=targets, progress=lambda i, r: bar.advance(task)
+                )
         summary = res.summary()
         if out is not None:
             res.save(out)
@@ -193,8 +229,8 @@ def transfer(
         for spec in [*source, *target]:
             if spec not in names:
                 names[spec] = Path(spec).name or spec
-        models = {spec: _open_model(Path(spec)) for spec in names}
-        texts, y, _ = _texts(Path(source[0]), data, split, n)
+        models = {spec: _open_model(spec) for spec in names}
+        texts, y, _ = _texts(source[0], data, split, n)
         res = transfer_matrix(
             {names[s]: models[s] for s in source},
             {names[t]: models[t] for t in target},

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from advx.cli._common import print_json, user_errors
+from advx.cli._model_options import ModelArgs, model_options
 from advx.errors import ConfigError, InputError
 
 
@@ -34,19 +35,20 @@ def _names(specs: list[str]) -> list[str]:
     return out
 
 
-def open_source(spec: str, name: str) -> Any:
-    """A source model: the loaded object of a model directory (torch module or the
-    zoo's scikit-learn wrapper); HTTP endpoints only answer queries."""
+def open_source(spec: str, name: str, model_args: ModelArgs | None = None) -> Any:
+    """A source model: the loaded object of a model spec (torch module, the zoo's
+    scikit-learn wrapper, an ONNX target); HTTP endpoints only answer queries."""
     if spec.startswith(("http://", "https://")):
         from advx.cli._targets import open_target
 
         return open_target(spec, name=name)
-    from advx import models
+    from advx.models.external import describe_missing, open_model, spec_kind
 
-    path = Path(spec)
-    if not path.exists():
-        raise InputError(f"no model at {spec}: the path does not exist")
-    return models.load(path)
+    if spec_kind(spec) is None:
+        raise InputError(describe_missing(spec))
+    if model_args is None:
+        return open_model(spec)
+    return open_model(spec, model_args.options, device=model_args.device)
 
 
 def print_matrix(res: Any) -> None:
@@ -79,12 +81,19 @@ def print_matrix(res: Any) -> None:
     console.print("a cell counts only examples both models classify correctly", style="dim")
 
 
+@model_options
 def transfer(
     source: list[str] = typer.Option(
-        [], "--source", "-s", help="Model to craft on (model directory; repeatable)."
+        [],
+        "--source",
+        "-s",
+        help="Model to craft on (directory, TorchScript/ONNX file, module:function; repeatable).",
     ),
     target: list[str] = typer.Option(
-        [], "--target", "-t", help="Model to evaluate on (directory or http URL; repeatable)."
+        [],
+        "--target",
+        "-t",
+        help="Model to evaluate on (as --source, or an http URL; repeatable).",
     ),
     attack: str = typer.Option(
         "pgd", "--attack", "-a", help="Attack slug for gradient sources (e.g. pgd, mi-fgsm)."
@@ -115,6 +124,8 @@ def transfer(
         None, help="Run directory for transfer.json (default runs/transfer/<time>)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no table."),
+    *,
+    model_args: ModelArgs,
 ) -> None:
     """Transfer matrix: craft on each source, evaluate on every target.
 
@@ -139,7 +150,7 @@ def transfer(
         snames, tnames = _names(source), _names(target)
         srcs: dict[str, Any] = {}
         for spec, name in zip(source, snames, strict=True):
-            model = open_source(spec, name)
+            model = open_source(spec, name, model_args)
             if ensemble:
                 srcs[name] = model
             else:
@@ -149,14 +160,17 @@ def transfer(
                     substitute_data=train, seed=seed,
                 )  # fmt: skip
         tgts = {
-            name: open_target(spec, name=name) for spec, name in zip(target, tnames, strict=True)
+            name: open_target(spec, name=name, options=model_args.options, device=model_args.device)
+            for spec, name in zip(target, tnames, strict=True)
         }
-        res = transfer_matrix(
-            srcs, tgts, ds, eps=eps_v, attack=attack, settings=kw, norm=norm,
-            n=min(n, len(ds)), batch_size=batch_size, seed=seed, ensemble=ensemble,
-            meta={"command": command_line(), "sources": dict(zip(snames, source, strict=True)),
-                  "targets": dict(zip(tnames, target, strict=True)), "data": data or info.get("dataset")},
-        )  # fmt: skip
+        with model_args.autocast():
+            res = transfer_matrix(
+                srcs, tgts, ds, eps=eps_v, attack=attack, settings=kw, norm=norm,
+                n=min(n, len(ds)), batch_size=batch_size, seed=seed, ensemble=ensemble,
+                meta={"command": command_line(), "sources": dict(zip(snames, source, strict=True)),
+                      "targets": dict(zip(tnames, target, strict=True)),
+                      "data": data or info.get("dataset")},
+            )  # fmt: skip
         if out is None:
             out = Path("runs") / "transfer" / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = res.save(out)

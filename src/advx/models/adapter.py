@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advx.errors import InputError
+
 
 @contextmanager
 def frozen_eval(module: nn.Module) -> Iterator[nn.Module]:
@@ -74,8 +76,17 @@ class Classifier(nn.Module):
         self.bounds = (float(bounds[0]), float(bounds[1]))
         channels = self.input_shape[0] if len(self.input_shape) == 3 else 1
         stat_shape = (1, channels, 1, 1) if len(self.input_shape) == 3 else (1,)
+        for what, stat in (("mean", mean), ("std", std)):
+            if stat is not None and len(stat) not in (1, channels):
+                raise InputError(
+                    f"{what} has {len(stat)} values but input_shape {self.input_shape} has "
+                    f"{channels} channel(s); give one value per channel (or one for all)"
+                )
+        if std is not None and any(float(v) <= 0 for v in std):
+            raise InputError(f"std must be positive, got {list(std)}")
         m = torch.zeros(channels) if mean is None else torch.tensor(list(mean), dtype=torch.float32)
         s = torch.ones(channels) if std is None else torch.tensor(list(std), dtype=torch.float32)
+        m, s = m.expand(channels).clone(), s.expand(channels).clone()  # one value: every channel
         self.register_buffer("mean", m.reshape(stat_shape))
         self.register_buffer("std", s.reshape(stat_shape))
         self.normalised = mean is not None or std is not None

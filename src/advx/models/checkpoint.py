@@ -49,6 +49,15 @@ FORMAT_VERSION = 1
 INFO_FILE = "model.json"
 TORCH_FILE = "model.safetensors"
 SKLEARN_FILE = "model.skops"
+WEIGHTS = {
+    "torch": TORCH_FILE,
+    "sklearn": SKLEARN_FILE,
+    # user models imported by `advx import` (advx.models.external)
+    "torchscript": "model.ts",
+    "onnx": "model.onnx",
+    "huggingface": "model.safetensors",
+}
+"""The file holding the model, by ``kind`` of checkpoint."""
 
 RESERVED_KEYS = (
     "format",
@@ -294,8 +303,8 @@ def _validate_info(info: dict[str, Any], f: Path) -> None:
     for key in ("kind", "arch", "arch_kwargs", "input_shape", "num_classes", "class_names"):
         if key not in info:
             raise bad(key, "is missing")
-    if info["kind"] not in ("torch", "sklearn"):
-        raise bad("kind", "must be 'torch' or 'sklearn'")
+    if info["kind"] not in WEIGHTS:
+        raise bad("kind", f"must be one of {', '.join(map(repr, WEIGHTS))}")
     if not isinstance(info["arch"], str):
         raise bad("arch", "must be a string")
     if not isinstance(info["arch_kwargs"], dict):
@@ -348,7 +357,7 @@ def _validate_info(info: dict[str, Any], f: Path) -> None:
             or not isinstance(entry.get("bytes"), int)
         ):
             raise bad("files", f"entry for {name!r} needs sha256 (64 hex digits) and bytes")
-    weights = TORCH_FILE if info["kind"] == "torch" else SKLEARN_FILE
+    weights = WEIGHTS[info["kind"]]
     if weights not in files:
         raise bad("files", f"does not list {weights}")
 
@@ -401,11 +410,18 @@ def load(path: str | os.PathLike[str]) -> Any:
     info = read_info(d)
     verify(d, info)
     arch = info["arch"]
+    if info["kind"] not in ("torch", "sklearn"):
+        from advx.models.external import load_checkpoint
+
+        return load_checkpoint(d, info)
     spec = ARCHS.get(arch)
     if spec is None:
         raise CheckpointError(
-            f"{d}: unknown architecture {arch!r} (this advx knows {', '.join(sorted(ARCHS))}); "
-            "the checkpoint was written by a newer or extended advx"
+            f"{d}: unknown architecture {arch!r}: not registered in this process (known: "
+            f"{', '.join(sorted(ARCHS))}). If it is your own architecture, import the module "
+            "that calls advx.models.register(ArchSpec(name=" + repr(arch) + ", ...)) before "
+            "loading (python), or give the model as module:factory (command line); if it is "
+            "a built-in of a newer advx, upgrade advx"
         )
     if spec.kind != info["kind"]:
         raise CheckpointError(
