@@ -45,6 +45,7 @@ from torch import Tensor
 
 from advx.attacks.base import validate_batch
 from advx.errors import AccessError, CheckpointError, InputError
+from advx.jsonio import dump
 from advx.targets import Access, Target
 
 
@@ -150,7 +151,7 @@ class PatchResult:
         with tempfile.TemporaryDirectory(dir=out) as tmp:
             save_file({"patch": self.patch.detach().contiguous()}, os.path.join(tmp, "p.st"))
             with open(os.path.join(tmp, "p.json"), "w") as f:
-                json.dump(meta, f, indent=2)
+                dump(meta, f, indent=2)
             os.replace(os.path.join(tmp, "p.st"), out / "patch.safetensors")
             os.replace(os.path.join(tmp, "p.json"), out / "patch.json")
         return out

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from advx.errors import CheckpointError
+from advx.jsonio import dump
 from advx.threat import ThreatModel
 
 
@@ -162,7 +163,7 @@ class AttackResult:
         with tempfile.TemporaryDirectory(dir=out) as tmp:
             save_file(tensors, os.path.join(tmp, "result.safetensors"))
             with open(os.path.join(tmp, "result.json"), "w") as f:
-                json.dump(meta, f, indent=2, default=str)
+                dump(meta, f, indent=2, default=str)
             os.replace(os.path.join(tmp, "result.safetensors"), out / "result.safetensors")
             os.replace(os.path.join(tmp, "result.json"), out / "result.json")
         return out

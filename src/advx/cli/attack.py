@@ -304,7 +304,6 @@ def run_attack(
     labels_only: bool = False,
 ) -> dict[str, Any]:
     """Body of ``advx attack`` after option parsing; returns the summary dict."""
-    import json
     import time
 
     import torch
@@ -314,6 +313,7 @@ def run_attack(
 
     from advx.attacks import AttackResult, create, get
     from advx.cli._targets import open_data, open_target, target_info
+    from advx.jsonio import dump
     from advx.metrics import summary
     from advx.targets import Access
 
@@ -374,7 +374,7 @@ def run_attack(
         "files": files,
     }
     with open(run_dir / "summary.json", "w") as f:
-        json.dump(record, f, indent=2, default=str)
+        dump(record, f, indent=2, default=str)
     if json_out:
         print_json({**stats, "out": str(run_dir)})
         return stats

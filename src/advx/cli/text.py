@@ -14,6 +14,7 @@ import typer
 
 from advx.cli._common import print_json, user_errors
 from advx.errors import ConfigError, InputError
+from advx.jsonio import dumps
 
 app = typer.Typer(
     name="text",
@@ -182,7 +183,6 @@ def transfer(
     Example: advx text transfer --source runs/tweets-wordcnn --target runs/tweets-lstm
     """
     with user_errors():
-        import json
 
         import advx.models  # noqa: F401  (the zoo first: it registers the text archs)
         from advx.text.transfer import transfer_matrix
@@ -203,7 +203,7 @@ def transfer(
         doc = res.to_json()
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(doc, indent=1))
+            out.write_text(dumps(doc, indent=1))
     if json_out:
         print_json(doc)
         return

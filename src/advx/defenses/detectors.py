@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from advx.errors import CheckpointError, ConfigError, InputError
+from advx.jsonio import dumps
 from advx.models.adapter import Classifier, frozen_eval
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class Detector(nn.Module, ABC):
                 "sha256": model_fingerprint(self.model),
             },
         }
-        (out / "detector.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (out / "detector.json").write_text(dumps(meta, indent=2) + "\n")
         return out
 
 

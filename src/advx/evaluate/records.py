@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from advx.jsonio import dumps
+
 RESULTS = "results.jsonl"
 
 
@@ -119,7 +121,7 @@ class RecordWriter:
 
     def write(self, rec: dict[str, Any]) -> None:
         """Append one record (a JSON object with a ``type``)."""
-        self._f.write(json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n")
+        self._f.write(dumps(rec, separators=(",", ":")) + "\n")
         self._f.flush()
         if self._fsync:
             os.fsync(self._f.fileno())
@@ -178,7 +180,7 @@ def merge(run_dir: Path, *, remove_parts: bool = True) -> Path:
     tmp = run_dir / (RESULTS + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for r in recs:
-            f.write(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n")
+            f.write(dumps(r, separators=(",", ":")) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, run_dir / RESULTS)
@@ -189,12 +191,13 @@ def merge(run_dir: Path, *, remove_parts: bool = True) -> Path:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (temp file + rename)."""
+    """Write ``obj`` as indented strict JSON (NaN/inf as null) atomically (temp file +
+    rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=str)
+        f.write(dumps(obj, indent=2, default=str))
         f.write("\n")
     os.replace(tmp, path)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from advx.attacks.result import Status
 from advx.errors import CheckpointError
+from advx.jsonio import dump
 from advx.text.sentence import Sentence
 
 
@@ -197,7 +198,7 @@ class TextAttackResults:
         }
         fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, ensure_ascii=False, default=str)
+            dump(doc, f, indent=1, ensure_ascii=False, default=str)
         os.replace(tmp, p)
         return p
 
