@@ -138,7 +138,7 @@ def test_every_bad_model_json_is_a_checkpoint_error(saved_mlp: Path, changes: di
         ("pgd", {"eps": "0.1"}, "eps must be a number"),
         ("pgd", {"eps": 0.1, "early_stop": "no"}, "early_stop must be a bool"),
         ("pgd", {"eps": 0.1, "seed": 1.0}, "seed must be an integer"),
-        ("pgd", {"eps": 0.1, "norm": 2}, "norm must be a str"),
+        ("pgd", {"eps": 0.1, "norm": 2}, "norm must be a string"),
         ("pgd", {"eps": 0.1, "step_size": "big"}, "step_size must be"),
         ("pgd", {"eps": [0.1, "0.2"]}, "eps must be a number"),
     ],

@@ -79,20 +79,20 @@ class Target:
         """Differentiable logits ``(N, C)``; white-box targets only."""
         self._require(Access.GRADIENTS, "logits")
         self.queries += x.shape[0]
-        return self._logits(x)
+        return check_output(self, self._logits(x), x.shape[0], "logits")
 
     def scores(self, x: Tensor) -> Tensor:
         """Class probabilities ``(N, C)`` (no gradient); score or white-box targets."""
         self._require(Access.SCORES, "scores")
         self.queries += x.shape[0]
         with torch.no_grad():
-            return self._scores(x)
+            return check_output(self, self._scores(x), x.shape[0], "scores")
 
     def labels(self, x: Tensor) -> Tensor:
         """Predicted labels ``(N,)`` (int64); every target."""
         self.queries += x.shape[0]
         with torch.no_grad():
-            return self._labels(x)
+            return check_output(self, self._labels(x), x.shape[0], "labels")
 
     def _logits(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -135,6 +135,44 @@ class Target:
             f"{type(self).__name__}(name={self.name!r}, input_shape={self.input_shape}, "
             f"num_classes={self.num_classes}, bounds={self.bounds})"
         )
+
+
+def check_output(target: Target, out: Any, n: int, kind: str) -> Tensor:
+    """``out`` if it is what ``target`` promises for ``n`` inputs: ``(n, num_classes)``
+    logits/scores without NaN, or ``(n,)`` labels in ``[0, num_classes)``; otherwise an
+    :class:`~advx.errors.InputError` naming the model and what it returned (a model that
+    answers NaN or too few classes would make every number computed from it meaningless)."""
+    c = target.num_classes
+    if not isinstance(out, Tensor):
+        raise InputError(
+            f"model {target.name!r} returned a {type(out).__name__} for {kind}; expected a tensor"
+        )
+    if kind == "labels":
+        if tuple(out.shape) != (n,):
+            raise InputError(
+                f"model {target.name!r} returned labels of shape {tuple(out.shape)} for {n} "
+                f"inputs; expected ({n},)"
+            )
+        if out.numel() and (bool((out < 0).any()) or bool((out >= c).any())):
+            raise InputError(
+                f"model {target.name!r} returned labels outside [0, {c - 1}] for its {c} classes"
+            )
+        return out
+    if tuple(out.shape) != (n, c):
+        raise InputError(
+            f"model {target.name!r} returned {kind} of shape {tuple(out.shape)} for {n} inputs; "
+            f"expected ({n}, {c}) for its {c} classes (check num_classes and the model's "
+            "last layer)"
+        )
+    nan = torch.isnan(out.detach()).any(dim=1)
+    if bool(nan.any()):
+        bad = nan.nonzero().flatten()[:5].tolist()
+        raise InputError(
+            f"model {target.name!r} returned NaN {kind} for inputs {bad}; its outputs are "
+            "undefined there (check the weights and the normalisation), so nothing about it "
+            "can be measured"
+        )
+    return out
 
 
 class _Weakened(Target):
@@ -237,7 +275,8 @@ class WhiteBox(Target):
         p = next(self.model.parameters(), None)
         if p is not None and p.is_floating_point() and x.dtype != p.dtype:
             x = x.to(p.dtype)
-        return self.model(x)
+        # checked here too: weaker views (as_labels) reach the model through this method
+        return check_output(self, self.model(x), x.shape[0], "logits")
 
     @contextmanager
     def attacking(self) -> Iterator[WhiteBox]:
