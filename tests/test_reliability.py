@@ -230,4 +230,94 @@ def test_n_over_the_dataset_is_said(zoo_linear: Path, tmp_path: Path, command: s
     r = _cli(command, str(zoo_linear), "--eps", "0.1", "--n", "100000", "--json",
              "--out", str(tmp_path / "r"), *extra)  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert "--n 100000 is more than the 360 examples" in r.stderr
+    assert "--n 100000 is more than the" in r.stderr and "using all" in r.stderr
+
+
+# ---------------------------------------------------------------------- run identity
+def _eval_kw() -> dict:
+    return {"eps": 0.1, "suite": "quick", "batch_size": 20, "probe": 0, "n": 60}
+
+
+def test_resume_refuses_another_model(digits_mlp, digits_linear, digits_data, tmp_path) -> None:
+    from advx.evaluate import evaluate
+
+    x, y = digits_data[2][:60], digits_data[3][:60]
+    out = tmp_path / "run"
+    part = evaluate(WhiteBox(digits_mlp), (x, y), run_dir=out, stop_after_batches=1, **_eval_kw())
+    assert not part.complete
+    with pytest.raises(ConfigError, match="the model's weights"):
+        evaluate(WhiteBox(digits_linear), (x, y), run_dir=out, resume=True, **_eval_kw())
+    with pytest.raises(ConfigError, match="the data's contents"):
+        evaluate(WhiteBox(digits_mlp), (x.flip(0), y.flip(0)), run_dir=out, resume=True,
+                 **_eval_kw())  # fmt: skip
+    done = evaluate(WhiteBox(digits_mlp), (x, y), run_dir=out, resume=True, **_eval_kw())
+    assert done.complete
+    run = strict_loads((out / "run.json").read_text())
+    assert set(run["identity"]) == {"model", "data", "code"}
+    assert run["identity"]["data"]["indices"] == "0:60"
+
+
+def test_resume_refuses_other_code_and_old_runs(digits_mlp, digits_data, tmp_path, monkeypatch):
+    from advx.evaluate import evaluate, identity
+
+    x, y = digits_data[2][:60], digits_data[3][:60]
+    out = tmp_path / "run"
+    evaluate(WhiteBox(digits_mlp), (x, y), run_dir=out, stop_after_batches=1, **_eval_kw())
+    monkeypatch.setattr(identity, "source_sha256", lambda: "0" * 64)
+    with pytest.raises(ConfigError, match="advx's source code"):
+        evaluate(WhiteBox(digits_mlp), (x, y), run_dir=out, resume=True, **_eval_kw())
+    monkeypatch.undo()
+    run = json.loads((out / "run.json").read_text())
+    del run["identity"]
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match="records no identity"):
+        evaluate(WhiteBox(digits_mlp), (x, y), run_dir=out, resume=True, **_eval_kw())
+
+
+def test_model_identity_tells_weights_apart(digits_mlp, digits_linear) -> None:
+    from advx.adapters import torch_target
+    from advx.evaluate.identity import model_identity
+
+    a = model_identity(WhiteBox(digits_mlp))
+    assert a["sha256"] == model_identity(torch_target(digits_mlp))["sha256"]
+    assert a["sha256"] != model_identity(WhiteBox(digits_linear))["sha256"]
+
+
+def test_sklearn_identity_is_stable_and_distinct(digits_data) -> None:
+    from advx.evaluate.identity import model_identity
+    from advx.training import TrainConfig, train
+
+    a = train("logreg", "digits", config=TrainConfig(seed=0)).model
+    b = train("tree", "digits", config=TrainConfig(seed=0)).model
+    ia, ib = model_identity(a), model_identity(b)
+    assert ia["sha256"] and ia["sha256"] == model_identity(a)["sha256"] != ib["sha256"]
+
+
+def test_cli_resume_with_another_model_is_refused(zoo_linear: Path, tmp_path: Path) -> None:
+    from advx.training import TrainConfig, train
+
+    other = save(
+        train("linear", "digits", config=TrainConfig(epochs=2, seed=1)).model,
+        tmp_path / "lin2",
+        meta={"dataset": "digits"},
+    )
+    out = tmp_path / "run"
+    common = ["--eps", "0.1", "--suite", "quick", "--n", "40", "--batch-size", "20",
+              "--probe", "0", "--out", str(out), "--json"]  # fmt: skip
+    r = _cli("eval", str(zoo_linear), *common, "--stop-after-batches", "1")
+    assert r.exit_code == 3, r.output  # incomplete
+    r = _cli("eval", str(other), *common, "--resume")
+    assert r.exit_code == 2 and "the model's weights" in r.output, r.output
+    r = _cli("eval", str(zoo_linear), *common, "--resume")
+    assert r.exit_code == 0, r.output
+
+
+def test_attack_summary_records_identity(zoo_linear: Path, tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    r = _cli("attack", str(zoo_linear), "--attack", "fgsm", "--eps", "0.1", "--n", "10",
+             "--json", "--out", str(out))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    summary = strict_loads((out / "summary.json").read_text())
+    ident = summary["identity"]
+    assert ident["model"]["sha256"] and ident["data"]["n"] == 10 and ident["data"]["sha256"]
+    assert ident["code"]["advx"]
