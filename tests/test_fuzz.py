@@ -35,7 +35,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 
@@ -43,8 +45,14 @@ json_values = st.recursive(
 def _valid_request(rows: int = 2) -> dict[str, Any]:
     x = np.random.default_rng(rows).random((rows, 1, 8, 8), dtype=np.float32)
     return {
-        "inputs": [{"name": "input", "shape": [rows, 1, 8, 8], "datatype": "FP32",
-                    "data": x.reshape(-1).tolist()}],  # fmt: skip
+        "inputs": [
+            {
+                "name": "input",
+                "shape": [rows, 1, 8, 8],
+                "datatype": "FP32",
+                "data": x.reshape(-1).tolist(),
+            }
+        ],  # fmt: skip
         "outputs": [{"name": "predict_proba"}],
     }
 
@@ -106,22 +114,34 @@ def test_decoder_never_raises_anything_but_protocol_errors(body: bytes):
     assert req.inputs and all(isinstance(t.array, np.ndarray) for t in req.inputs)
 
 
-header_values = st.text(
-    alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12
-)
+header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
 
 
 @settings(FUZZ, max_examples=80)
 @given(
     body=bodies,
     headers=st.dictionaries(
-        st.sampled_from(["content-type", "content-encoding", protocol.HEADER_LENGTH,
-                         "x-api-key", "authorization", "content-length"]),  # fmt: skip
+        st.sampled_from(
+            [
+                "content-type",
+                "content-encoding",
+                protocol.HEADER_LENGTH,
+                "x-api-key",
+                "authorization",
+                "content-length",
+            ]
+        ),  # fmt: skip
         header_values,
         max_size=3,
     ),
-    path=st.sampled_from(["/v2/models/digits/infer", "/v2/models/digits/versions/1/infer",
-                          "/v2/models/digits/versions/x/infer", "/v2/models/other/infer"]),  # fmt: skip
+    path=st.sampled_from(
+        [
+            "/v2/models/digits/infer",
+            "/v2/models/digits/versions/1/infer",
+            "/v2/models/digits/versions/x/infer",
+            "/v2/models/other/infer",
+        ]
+    ),  # fmt: skip
 )
 def test_http_server_never_answers_5xx(served, body: bytes, headers: dict, path: str):
     _, client = served

@@ -5,7 +5,6 @@ silently, resume mixing models or data, Infinity in JSON, and the CLI inconsiste
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from advx.attacks import create
-from advx.errors import AdvxError, CheckpointError, ConfigError, InputError
+from advx.errors import CheckpointError, ConfigError, InputError
 from advx.models import build, load, read_info, save
 from advx.models import checkpoint as ckpt
 from advx.models.adapter import Classifier
@@ -61,8 +60,8 @@ def test_model_json_is_covered_by_a_hash(saved_mlp: Path) -> None:
 @pytest.mark.parametrize(
     ("bounds", "raw"),
     [
-        (None, '[-Infinity, Infinity]'),
-        (None, '[0, NaN]'),
+        (None, "[-Infinity, Infinity]"),
+        (None, "[0, NaN]"),
         ([0.0, 1e308], None),
         ([-1e300, 1.0], None),
         ([1.0, 1.0], None),

@@ -193,7 +193,9 @@ def test_requests_in_flight_per_key_capped():
 def test_unknown_version_is_404(digits_mlp, rows):
     with make_client(digits_mlp) as c:
         ok = body_of(rows[:1])
-        assert c.post("/v2/models/digits/versions/1/infer", headers=AUTH, json=ok).status_code == 200
+        assert (
+            c.post("/v2/models/digits/versions/1/infer", headers=AUTH, json=ok).status_code == 200
+        )
         r = c.post("/v2/models/digits/versions/999/infer", headers=AUTH, json=ok)
         assert r.status_code == 404 and "unknown version '999'" in r.json()["error"]
         assert c.get("/v2/models/digits/versions/999", headers=AUTH).status_code == 404
@@ -361,3 +363,231 @@ def test_slow_body_answered_408(live):
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"did not arrive within 1 s" in answer
+
+
+# ------------------------------------------------------------------------------- soak
+SOAK_BUDGET = 30_000
+BIG_KEYS = [f"big{i}" for i in range(20)]
+SMALL_KEYS = ["small-a", "small-b"]
+
+
+@pytest.fixture(scope="module")
+def soak_server(tmp_path_factory):
+    """`python -m advx serve` (a subprocess, loopback) of a deliberately heavy MLP, so a
+    1024-row request costs real compute; yields (url, pid)."""
+    import os
+    import subprocess
+    import sys
+
+    from advx import models
+    from advx.serve.client import OipClient
+
+    torch.manual_seed(0)
+    clf = models.build("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[1024, 1024],
+                       dropout=0.0).eval()  # fmt: skip
+    path = models.save(clf, tmp_path_factory.mktemp("soak") / "heavy", meta={"dataset": "digits"})
+    keys = [a for k in [KEY, *SMALL_KEYS, *BIG_KEYS] for a in ("--api-key", k)]
+    log = tmp_path_factory.mktemp("soak-log") / "serve.log"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "advx", "serve", str(path), "--port", str(port), "--name",
+           "digits", *keys, "--max-queries", str(SOAK_BUDGET), "--max-rows", "1024"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    client = OipClient(url, api_key=KEY, retries=0, timeout=5.0)
+    for _ in range(600):
+        if proc.poll() is not None:
+            break
+        try:
+            if client.ready():
+                break
+        except Exception:
+            pass
+        time.sleep(0.1)
+    client.close()
+    if proc.poll() is not None:
+        pytest.fail("advx serve did not start:\n" + log.read_text()[-3000:])
+    yield url, proc.pid
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+NAN_BODY = (
+    b'{"inputs":[{"name":"input","shape":[1,1,8,8],"datatype":"FP32","data":['
+    + b",".join([b"NaN"] * 64)
+    + b"]}]}"
+)
+
+
+def _soak_requests(rng: np.random.Generator, i: int) -> tuple[str, str, bytes, dict, str]:
+    """One mixed request: (kind, path, body, headers, expected status class)."""
+    key = SMALL_KEYS[i % 2]
+    auth = {"x-api-key": key}
+    x = rng.random((1, 1, 8, 8), dtype=np.float32)
+    raw = json.dumps(body_of(x)).encode()
+    r = rng.random()
+    if r < 0.60:
+        return "one-row", INFER, raw, auth, "2xx"
+    if r < 0.66:
+        rows = rng.random((int(rng.integers(2, 17)), 1, 8, 8), dtype=np.float32)
+        body, h = protocol.encode_request(rows, binary=True)
+        return "binary", INFER, body, {**auth, **h}, "2xx"
+    if r < 0.70:
+        return "gzip", INFER, gzip.compress(raw), {**auth, "content-encoding": "gzip"}, "2xx"
+    bad = {
+        0: ("bad-json", INFER, b"{inputs", auth, "400"),
+        1: ("nan", INFER, NAN_BODY, auth, "400"),
+        2: ("bool", INFER, json.dumps(body_of(x, [True] * 64)).encode(), auth, "400"),
+        3: ("shape", INFER, json.dumps(body_of(x.reshape(1, 64))).encode(), auth, "400"),
+        4: ("wrong-key", INFER, raw, {"x-api-key": "mallory"}, "401"),
+        5: ("no-model", "/v2/models/nope/infer", raw, auth, "404"),
+        6: ("no-version", "/v2/models/digits/versions/999/infer", raw, auth, "404"),
+        7: ("br", INFER, raw, {**auth, "content-encoding": "br"}, "415"),
+        8: ("bounds", INFER, json.dumps(body_of(x + 3)).encode(), auth, "400"),
+        9: ("too-many-rows", INFER, b"", auth, "413"),
+    }[int(rng.integers(0, 10))]
+    if bad[0] == "too-many-rows":
+        body, h = protocol.encode_request(np.zeros((1025, 1, 8, 8), np.float32), binary=True)
+        return "too-many-rows", INFER, body, {**auth, **h}, "413"
+    return bad
+
+
+def soak(url: str, pid: int, total: int, seconds: float) -> dict:
+    """Send ``total`` requests (about 10% of them 256..1024-row binary requests from two
+    threads, the rest a mix of valid and invalid small ones from six threads), stopping
+    after ``seconds`` at the latest. Returns the figures."""
+    import httpx
+    import psutil
+
+    server = psutil.Process(pid)
+    lock = threading.Lock()
+    state = {"sent": 0, "rss_warm": None}
+    statuses: dict[str, int] = {}
+    wrong: list[tuple] = []
+    charged: dict[str, list[tuple[int, int]]] = {}  # key -> [(queries_used, remaining)]
+    small_lat: list[float] = []
+    large_lat: list[float] = []
+    budget_429 = [0]
+    deadline = time.monotonic() + seconds
+    n_large = total // 10
+
+    def take() -> int | None:
+        with lock:
+            if state["sent"] >= total or time.monotonic() > deadline:
+                return None
+            state["sent"] += 1
+            if state["sent"] == total // 10:
+                state["rss_warm"] = server.memory_info().rss
+            return state["sent"]
+
+    def record(key: str, resp: httpx.Response) -> str:
+        cls = f"{resp.status_code // 100}xx"
+        with lock:
+            statuses[str(resp.status_code)] = statuses.get(str(resp.status_code), 0) + 1
+            if resp.status_code == 200:
+                head = int(resp.headers.get(protocol.HEADER_LENGTH) or len(resp.content))
+                p = json.loads(resp.content[:head])["parameters"]
+                charged.setdefault(key, []).append((p["queries_used"], p["queries_remaining"]))
+            elif resp.status_code == 429 and "budget" in resp.text:
+                budget_429[0] += 1
+        return cls
+
+    def mixed(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while (i := take()) is not None:
+                kind, path, body, headers, want = _soak_requests(rng, i)
+                t0 = time.perf_counter()
+                resp = http.post(path, content=body, headers=headers)
+                dt = time.perf_counter() - t0
+                got = record(headers.get("x-api-key", ""), resp)
+                if kind == "one-row" and resp.status_code == 200:
+                    with lock:
+                        small_lat.append(dt)
+                if (want == "2xx" and got != "2xx") or (
+                    want != "2xx" and str(resp.status_code) != want
+                ):
+                    with lock:
+                        wrong.append((kind, want, resp.status_code, resp.text[:200]))
+
+    def large(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            j = seed
+            while len(large_lat) < n_large and take() is not None:
+                rows = rng.random((int(rng.integers(256, 1025)), 1, 8, 8), dtype=np.float32)
+                key = BIG_KEYS[j % len(BIG_KEYS)]
+                j += 2
+                body, h = protocol.encode_request(rows, outputs=["predict_proba"], binary=True)
+                t0 = time.perf_counter()
+                resp = http.post(INFER, content=body, headers={"x-api-key": key, **h})
+                dt = time.perf_counter() - t0
+                record(key, resp)
+                if resp.status_code == 200:
+                    with lock:
+                        large_lat.append(dt)
+                elif not (resp.status_code == 429 and "budget" in resp.text):
+                    with lock:
+                        wrong.append(("large", "2xx/429", resp.status_code, resp.text[:200]))
+
+    t_start = time.monotonic()
+    threads = [threading.Thread(target=mixed, args=(s,)) for s in range(6)]
+    threads += [threading.Thread(target=large, args=(s,)) for s in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 120)
+    rss_after = server.memory_info().rss
+    return {
+        "requests": state["sent"],
+        "seconds": round(time.monotonic() - t_start, 1),
+        "statuses": dict(sorted(statuses.items())),
+        "wrong": wrong,
+        "charged": charged,
+        "budget_429": budget_429[0],
+        "rss_warm_mb": round((state["rss_warm"] or rss_after) / 2**20, 1),
+        "rss_after_mb": round(rss_after / 2**20, 1),
+        "one_row_p50_ms": round(1000 * float(np.percentile(small_lat, 50)), 1),
+        "one_row_p99_ms": round(1000 * float(np.percentile(small_lat, 99)), 1),
+        "large_p50_ms": round(1000 * float(np.percentile(large_lat, 50)), 1) if large_lat else None,
+        "large_requests": len(large_lat),
+    }
+
+
+def _check_soak(fig: dict, total: int) -> None:
+    summary = {k: v for k, v in fig.items() if k not in ("charged", "wrong")}
+    print("\nsoak figures:", json.dumps(summary))  # the issue asks for these numbers
+    assert fig["requests"] == total
+    assert not [s for s in fig["statuses"] if s.startswith("5")], fig["statuses"]
+    assert not fig["wrong"], fig["wrong"][:5]
+    # budgets exact: each key was charged exactly the rows it was answered for
+    for key, answers in fig["charged"].items():
+        used = sum(u for u, _ in answers)
+        assert SOAK_BUDGET - min(r for _, r in answers) == used, key
+        assert used <= SOAK_BUDGET
+    assert fig["rss_after_mb"] <= 1.2 * fig["rss_warm_mb"]
+    # small requests are not starved: they wait for chunks, not for whole large requests
+    # (a ratio, so machine speed cancels; before the fix it was 3.9 on the machine where
+    # this was written, 0.9-1.8 after, with the machine loaded 10x over)
+    assert fig["large_requests"] >= 5
+    assert fig["one_row_p99_ms"] <= 2 * fig["large_p50_ms"]
+
+
+def test_soak_short(soak_server):
+    url, pid = soak_server
+    _check_soak(soak(url, pid, total=1000, seconds=120), 1000)
+
+
+@pytest.mark.slow
+def test_soak_10000(soak_server):
+    url, pid = soak_server
+    fig = soak(url, pid, total=10_000, seconds=600)
+    _check_soak(fig, 10_000)
+    assert fig["budget_429"] > 0  # some large keys ran out, and were refused exactly

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import functools
 import types
 import typing
 from typing import Any
@@ -28,13 +27,20 @@ from advx.errors import InputError
 _UNCHECKED = object()
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    try:
-        hints = typing.get_type_hints(cls)
-    except (NameError, TypeError):  # an annotation names a type-checking-only import
-        return {}
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init and f.name in hints}
+    """The resolved annotations of ``cls``'s init fields (cached per class)."""
+    if cls not in _HINTS:
+        try:
+            hints = typing.get_type_hints(cls)
+        except (NameError, TypeError):  # an annotation names a type-checking-only import
+            hints = {}
+        _HINTS[cls] = {
+            f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init and f.name in hints
+        }
+    return _HINTS[cls]
 
 
 def _describe(tp: Any) -> str | object:

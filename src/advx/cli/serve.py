@@ -44,8 +44,9 @@ def serve(
         1024, "--max-rows", help="Most rows per inference request; more gets 413."
     ),
     request_timeout: float = typer.Option(
-        60.0, "--request-timeout", help="Seconds an inference may take, queueing included; "
-        "then 503 and nothing is charged.",
+        60.0,
+        "--request-timeout",
+        help="Seconds an inference may take, queueing included; then 503 and nothing is charged.",
     ),
     body_timeout: float = typer.Option(
         30.0, "--body-timeout", help="Seconds a request body may take to arrive; then 408."
@@ -54,14 +55,18 @@ def serve(
         5.0, "--idle-timeout", help="Seconds before an idle kept-alive connection is closed."
     ),
     header_timeout: float = typer.Option(
-        10.0, "--header-timeout", help="Seconds a client has to send a complete request head "
+        10.0,
+        "--header-timeout",
+        help="Seconds a client has to send a complete request head "
         "(request line and headers); then the connection is closed (slow-loris clients).",
     ),
     max_concurrent: int = typer.Option(
         8, "--max-concurrent", help="Requests each API key may have in flight; more get 429."
     ),
     public_health: bool = typer.Option(
-        False, "--public-health", help="Answer /v2/health/live and /v2/health/ready without "
+        False,
+        "--public-health",
+        help="Answer /v2/health/live and /v2/health/ready without "
         "an API key (for probes that carry none, e.g. Kubernetes).",
     ),
 ) -> None:

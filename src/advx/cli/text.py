@@ -183,7 +183,6 @@ def transfer(
     Example: advx text transfer --source runs/tweets-wordcnn --target runs/tweets-lstm
     """
     with user_errors():
-
         import advx.models  # noqa: F401  (the zoo first: it registers the text archs)
         from advx.text.transfer import transfer_matrix
 

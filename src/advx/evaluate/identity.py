@@ -202,4 +202,3 @@ def identity_differences(stored: Any, current: dict[str, Any]) -> list[str]:
         if a != b and not (a is None and b is None):
             out.append(f"{what} ({_short(a)} stored, {_short(b)} now)")
     return out
-

@@ -82,7 +82,7 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Most rows one inference request may carry (413 above it).
 DEFAULT_MAX_ROWS = 1024
 #: Rows evaluated per turn of the evaluation lock (other requests may run in between).
-DEFAULT_CHUNK_ROWS = 128
+DEFAULT_CHUNK_ROWS = 64
 #: Seconds a request may take to be evaluated, waiting for its turn included (503 after).
 DEFAULT_REQUEST_TIMEOUT = 60.0
 #: Seconds a request body may take to arrive once its head is in (408 after).
@@ -526,7 +526,7 @@ def create_app(
             32 MiB); larger gets 413.
         dataset: the model's dataset name, published in the metadata ``parameters``.
         max_rows: most rows per inference request (default 1024); more gets 413.
-        chunk_rows: rows evaluated per turn of the evaluation lock (default 128): a
+        chunk_rows: rows evaluated per turn of the evaluation lock (default 64): a
             small request never waits for a whole large one.
         request_timeout: seconds an inference may take, waiting for its turn included
             (default 60); then 503 and nothing is charged.
