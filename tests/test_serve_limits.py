@@ -371,10 +371,11 @@ BIG_KEYS = [f"big{i}" for i in range(8)]
 SMALL_KEYS = ["small-a", "small-b"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def soak_server(tmp_path_factory):
     """`python -m advx serve` (a subprocess, loopback) of a deliberately heavy MLP, so a
-    1024-row request costs real compute; yields (url, pid)."""
+    1024-row request costs real compute; yields (url, pid). A fresh server (and fresh
+    budgets) for each soak."""
     import os
     import subprocess
     import sys
