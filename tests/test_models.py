@@ -200,7 +200,8 @@ def test_truncated_weights_are_rejected(saved_cnn: Path) -> None:
 
 def test_edited_shapes_are_rejected(saved_cnn: Path) -> None:
     _edit_json(saved_cnn, input_shape=[1, 16, 16])
-    with pytest.raises(CheckpointError, match="shapes do not match"):
+    # refused before anything is allocated: the weights file is too small for that shape
+    with pytest.raises(CheckpointError, match="shapes do not match|needs .* bytes of weights"):
         load(saved_cnn)
 
 

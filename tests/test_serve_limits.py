@@ -592,3 +592,20 @@ def test_soak_10000(soak_server):
     fig = soak(url, pid, total=10_000, seconds=600)
     _check_soak(fig, 10_000)
     assert fig["budget_429"] > 0  # some large keys ran out, and were refused exactly
+
+
+def test_evaluation_stops_between_chunks_once_the_client_is_gone():
+    calls: list[int] = []
+    stop = threading.Event()
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        stop.set()  # the client goes away during the first chunk
+        return torch.full((x.shape[0], 2), 0.5)
+
+    app = create_app(ScoreBox(fn, input_shape=(3,), num_classes=2), name="m", chunk_rows=10)
+    from advx.serve.server import _Reject
+
+    with pytest.raises(_Reject):
+        app.state.service.evaluate(np.zeros((100, 3), np.float32), ["predict"], stop=stop)
+    assert calls == [10]  # one chunk, not ten

@@ -303,7 +303,7 @@ class ScoreBox(Target):
         self.fn = fn
 
     def _scores(self, x: Tensor) -> Tensor:
-        return self.fn(x)
+        return check_output(self, self.fn(x), x.shape[0], "scores")
 
     @classmethod
     def from_torch(cls, module: nn.Module, **meta: Any) -> ScoreBox:
@@ -324,7 +324,7 @@ class LabelBox(Target):
         self.fn = fn
 
     def _labels(self, x: Tensor) -> Tensor:
-        return self.fn(x).long()
+        return check_output(self, torch.as_tensor(self.fn(x)).long(), x.shape[0], "labels")
 
     @classmethod
     def from_torch(cls, module: nn.Module, **meta: Any) -> LabelBox:

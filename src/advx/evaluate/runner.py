@@ -277,9 +277,12 @@ def evaluate(
     # as it will read back from run.json (tuples become lists), so resume compares equal
     config = json.loads(json.dumps(config))
     steps = resolve(the_suite, norm=norm, access=_access_name(target))
-    identity = run_identity(
-        target, ds.batch, n=n, data_name=(meta or {}).get("data"), split=(meta or {}).get("split")
-    )
+    identity = None  # what the numbers come from; only a run directory can be resumed
+    if run_dir is not None:
+        m = meta or {}
+        identity = run_identity(
+            target, ds.batch, n=n, data_name=m.get("data"), split=m.get("split")
+        )
     run = {
         "kind": "eval",
         "format": 1,

@@ -317,20 +317,28 @@ class ModelService:
         return np.array(a, dtype=np.float32, order="C"), outputs  # a writable copy
 
     def evaluate(
-        self, x: np.ndarray, outputs: Sequence[str], *, deadline: float | None = None
+        self,
+        x: np.ndarray,
+        outputs: Sequence[str],
+        *,
+        deadline: float | None = None,
+        stop: threading.Event | None = None,
     ) -> list[protocol.WireTensor]:
         """Run the model on ``x`` for the requested outputs (thread-safe).
 
         The rows go through the model ``chunk_rows`` at a time, each chunk under the
         first-come, first-served lock, so concurrent requests take turns. Raises
         ``_Reject(503)`` once ``deadline`` (``time.monotonic()``; default
-        ``request_timeout`` from now) passes."""
+        ``request_timeout`` from now) passes; stops between chunks once ``stop`` is set
+        (the client went away)."""
         if deadline is None:
             deadline = time.monotonic() + self.request_timeout
         batch = torch.from_numpy(x)
         parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
         for start in range(0, batch.shape[0], self.chunk_rows):
             chunk = batch[start : start + self.chunk_rows]
+            if stop is not None and stop.is_set():
+                raise _Reject(499, "the client closed the request")
             if not self._lock.acquire(deadline):
                 raise _Reject(
                     503,
@@ -662,11 +670,14 @@ def create_app(
         rows = x.shape[0]
         deadline = time.monotonic() + service.request_timeout
         left = service.reserve(key, rows)  # charged before the await
+        stop = threading.Event()
         try:
             tensors = await to_thread.run_sync(
-                lambda: service.evaluate(x, list(outputs), deadline=deadline)
+                lambda: service.evaluate(x, list(outputs), deadline=deadline, stop=stop),
+                abandon_on_cancel=True,  # a cancelled request frees its handler at once
             )
         except BaseException:
+            stop.set()  # cancelled (client gone): the worker stops after its chunk
             service.refund(key, rows)  # nothing was answered: give the rows back
             raise
         params: dict[str, Any] = {"queries_used": rows}
