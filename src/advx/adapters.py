@@ -555,6 +555,9 @@ class HttpTarget(Target):
         self.output_name = output_name or default_out
         self.output_kind = output_kind
         self.batch_size = int(batch_size)
+        cap = params.get("max_rows")  # the server's rows-per-request limit (advx serve)
+        if isinstance(cap, int) and not isinstance(cap, bool) and 1 <= cap < self.batch_size:
+            self.batch_size = cap
         self.binary = bool(params.get("binary_data", False)) if binary is None else binary
         self.url = self.client.url
 

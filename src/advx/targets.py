@@ -84,20 +84,20 @@ class Target:
         """Differentiable logits ``(N, C)``; white-box targets only."""
         self._require(Access.GRADIENTS, "logits")
         self.queries += x.shape[0]
-        return self._logits(x)
+        return check_output(self, self._logits(x), x.shape[0], "logits")
 
     def scores(self, x: Tensor) -> Tensor:
         """Class probabilities ``(N, C)`` (no gradient); score or white-box targets."""
         self._require(Access.SCORES, "scores")
         self.queries += x.shape[0]
         with torch.no_grad():
-            return self._scores(x)
+            return check_output(self, self._scores(x), x.shape[0], "scores")
 
     def labels(self, x: Tensor) -> Tensor:
         """Predicted labels ``(N,)`` (int64); every target."""
         self.queries += x.shape[0]
         with torch.no_grad():
-            return self._labels(x)
+            return check_output(self, self._labels(x), x.shape[0], "labels")
 
     def _logits(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -146,6 +146,44 @@ class Target:
             f"{type(self).__name__}(name={self.name!r}, input_shape={self.input_shape}, "
             f"num_classes={self.num_classes}, bounds={self.bounds})"
         )
+
+
+def check_output(target: Target, out: Any, n: int, kind: str) -> Tensor:
+    """``out`` if it is what ``target`` promises for ``n`` inputs: ``(n, num_classes)``
+    logits/scores without NaN, or ``(n,)`` labels in ``[0, num_classes)``; otherwise an
+    :class:`~advx.errors.InputError` naming the model and what it returned (a model that
+    answers NaN or too few classes would make every number computed from it meaningless)."""
+    c = target.num_classes
+    if not isinstance(out, Tensor):
+        raise InputError(
+            f"model {target.name!r} returned a {type(out).__name__} for {kind}; expected a tensor"
+        )
+    if kind == "labels":
+        if tuple(out.shape) != (n,):
+            raise InputError(
+                f"model {target.name!r} returned labels of shape {tuple(out.shape)} for {n} "
+                f"inputs; expected ({n},)"
+            )
+        if out.numel() and (bool((out < 0).any()) or bool((out >= c).any())):
+            raise InputError(
+                f"model {target.name!r} returned labels outside [0, {c - 1}] for its {c} classes"
+            )
+        return out
+    if tuple(out.shape) != (n, c):
+        raise InputError(
+            f"model {target.name!r} returned {kind} of shape {tuple(out.shape)} for {n} inputs; "
+            f"expected ({n}, {c}) for its {c} classes (check num_classes and the model's "
+            "last layer)"
+        )
+    nan = torch.isnan(out.detach()).any(dim=1)
+    if bool(nan.any()):
+        bad = nan.nonzero().flatten()[:5].tolist()
+        raise InputError(
+            f"model {target.name!r} returned NaN {kind} for inputs {bad}; its outputs are "
+            "undefined there (check the weights and the normalisation), so nothing about it "
+            "can be measured"
+        )
+    return out
 
 
 class _Weakened(Target):
@@ -274,7 +312,8 @@ class WhiteBox(Target):
                 out = self.model(x).float()
         else:
             out = self.model(x)
-        return out.to(home)
+        # checked here too: weaker views (as_labels) reach the model through this method
+        return check_output(self, out, x.shape[0], "logits").to(home)
 
     @contextmanager
     def attacking(self) -> Iterator[WhiteBox]:
@@ -301,7 +340,7 @@ class ScoreBox(Target):
         self.fn = fn
 
     def _scores(self, x: Tensor) -> Tensor:
-        return self.fn(x)
+        return check_output(self, self.fn(x), x.shape[0], "scores")
 
     @classmethod
     def from_torch(cls, module: nn.Module, **meta: Any) -> ScoreBox:
@@ -322,7 +361,7 @@ class LabelBox(Target):
         self.fn = fn
 
     def _labels(self, x: Tensor) -> Tensor:
-        return self.fn(x).long()
+        return check_output(self, torch.as_tensor(self.fn(x)).long(), x.shape[0], "labels")
 
     @classmethod
     def from_torch(cls, module: nn.Module, **meta: Any) -> LabelBox:

@@ -201,7 +201,7 @@ class ThreatModel:
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> ThreatModel:
         """Inverse of :meth:`to_dict`."""
-        eps = d["eps"]
+        eps = float("inf") if d["eps"] is None else d["eps"]  # strict JSON writes inf as null
         bounds = d.get("bounds", (0.0, 1.0))
         return cls(
             str(d["norm"]),

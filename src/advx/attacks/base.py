@@ -24,6 +24,7 @@ from typing import Any, ClassVar, final
 import torch
 from torch import Tensor
 
+from advx.attacks._typecheck import check_settings
 from advx.attacks.result import AttackResult, Status, SweepResult
 from advx.attacks.rng import ExampleRng
 from advx.errors import AccessError, InputError
@@ -193,6 +194,7 @@ class Attack(ABC):
     max_queries: int | None = None
 
     def __post_init__(self) -> None:
+        check_settings(self)  # types from the field annotations (steps=2.5 is refused)
         if self.norm not in NORMS:
             raise InputError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.norm not in self.norms:

@@ -45,6 +45,7 @@ from torch import Tensor
 from advx.attacks.base import validate_batch
 from advx.errors import AccessError, CheckpointError, InputError
 from advx.io import atomic_path, atomic_write_text
+from advx.jsonio import dumps
 from advx.targets import Access, Target
 
 
@@ -149,7 +150,7 @@ class PatchResult:
         meta = {k: getattr(self, k) for k in _META}
         with atomic_path(out / "patch.safetensors") as tmp:
             save_file({"patch": self.patch.detach().contiguous()}, str(tmp))
-        atomic_write_text(out / "patch.json", json.dumps(meta, indent=2))
+        atomic_write_text(out / "patch.json", dumps(meta, indent=2))
         return out
 
     @classmethod

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from advx.errors import CheckpointError
 from advx.io import atomic_path, atomic_write_text
+from advx.jsonio import dumps
 from advx.threat import ThreatModel
 
 
@@ -171,7 +172,7 @@ class AttackResult:
         }
         with atomic_path(out / "result.safetensors") as tmp:
             save_file(tensors, str(tmp))
-        atomic_write_text(out / "result.json", json.dumps(meta, indent=2, default=str))
+        atomic_write_text(out / "result.json", dumps(meta, indent=2, default=str))
         return out
 
     @classmethod

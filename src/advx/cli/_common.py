@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 import typer
 
 from advx.errors import AdvxError
+from advx.jsonio import dumps
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,5 +29,6 @@ def user_errors() -> Iterator[None]:
 
 
 def print_json(obj: Any) -> None:
-    """Print one JSON object on stdout (the contract of every ``--json`` flag)."""
-    sys.stdout.write(json.dumps(obj, indent=None, sort_keys=False, default=str) + "\n")
+    """Print one JSON object on stdout (the contract of every ``--json`` flag); strict
+    JSON: NaN/inf values are printed as ``null`` (:mod:`advx.jsonio`)."""
+    sys.stdout.write(dumps(obj, indent=None, sort_keys=False, default=str) + "\n")

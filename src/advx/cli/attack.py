@@ -43,6 +43,34 @@ def parse_float(raw: str) -> float:
         raise ConfigError(f"{raw!r} is not a number (examples: 0.1, 8/255)") from None
 
 
+def parse_eps(raw: str) -> float:
+    """An eps from the command line (``0.1``, ``8/255``): a finite number >= 0.
+
+    ``inf`` is refused by every command alike: an unbounded attack is a minimal attack
+    run without ``--eps`` (cw, deepfool, fab...), or eps equal to the width of the
+    input bounds (1 on [0, 1] pixels) for linf."""
+    value = parse_float(raw)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            f"--eps {raw}: eps must be finite and >= 0; for an unbounded attack run a minimal "
+            "attack (cw, deepfool, fab) without --eps, or give the width of the input bounds "
+            "(e.g. --eps 1 for linf on [0, 1])"
+        )
+    return value
+
+
+def warn_n(n: int, available: int, what: str) -> None:
+    """Say on stderr that ``--n`` asks for more examples than ``what`` holds (all are
+    used then)."""
+    if n > available:
+        typer.secho(
+            f"warning: --n {n} is more than the {available} examples of {what}; using all "
+            f"{available}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
 def _parse_as(raw: str, tp: Any) -> Any:
     """Convert ``raw`` to type ``tp``; ValueError if it does not fit."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -199,7 +227,9 @@ def attack(
     ),
     attack_slug: str = typer.Option("pgd", "--attack", "-a", help="Attack slug (--list)."),
     eps: str | None = typer.Option(
-        None, help="Budget in the norm, e.g. 0.1 or 8/255 (optional for minimal attacks)."
+        None,
+        help="Budget in the norm, e.g. 0.1 or 8/255 (optional for minimal attacks); finite "
+        "(inf is refused, as by advx eval).",
     ),
     norm: str | None = typer.Option(None, help="linf, l2, l1 or l0 (default: the attack's)."),
     steps: int | None = typer.Option(None, help="Iterations (attacks that iterate)."),
@@ -211,7 +241,12 @@ def attack(
     settings: list[str] = typer.Option(
         [], "--set", help="Any attack setting as key=value (repeatable), e.g. --set steps=50."
     ),
-    n: int = typer.Option(1000, "--n", help="Number of examples (the first N of the split)."),
+    n: int = typer.Option(
+        1000,
+        "--n",
+        help="Number of examples (the first N of the split); more than the split holds: "
+        "all of it, with a warning.",
+    ),
     batch_size: int = typer.Option(250, help="Examples attacked per batch."),
     targets: str | None = typer.Option(
         None,
@@ -258,7 +293,7 @@ def attack(
         if model is None:
             raise ConfigError("MODEL is required (or use --list)")
         options: dict[str, Any] = {
-            "eps": None if eps is None else parse_float(eps),
+            "eps": None if eps is None else parse_eps(eps),
             "norm": norm,
             "steps": steps,
             "step_size": step_size,
@@ -341,7 +376,6 @@ def run_attack(
     model_args: ModelArgs | None = None,
 ) -> dict[str, Any]:
     """Body of ``advx attack`` after option parsing; returns the summary dict."""
-    import json
     import time
 
     from rich.console import Console
@@ -350,7 +384,9 @@ def run_attack(
     from advx.attacks import AttackResult, attack_dataset, create, get
     from advx.attacks.dataset import clear_parts
     from advx.cli._targets import open_data, open_target, target_info
+    from advx.evaluate.identity import run_identity
     from advx.io import atomic_write_text
+    from advx.jsonio import dumps
     from advx.metrics import summary
     from advx.targets import Access
 
@@ -384,6 +420,7 @@ def run_attack(
     if fixed is not None:
         keep = y != fixed
         x, y = x[keep], y[keep]
+    warn_n(n, len(y), f"{ds.name} ({split})")
     x, y = x[:n], y[:n]
     run_dir = (
         out
@@ -419,8 +456,16 @@ def run_attack(
         "targets": targets,
         "config": atk.config,
         "files": files,
+        "identity": run_identity(
+            target,
+            lambda a, b: (x[a:b], y[a:b]),
+            n=len(y),
+            data_name=ds.name,
+            split=split,
+            indices=f"first {len(y)}" + (f" not of class {fixed}" if fixed is not None else ""),
+        ),
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(record, indent=2, default=str))
+    atomic_write_text(run_dir / "summary.json", dumps(record, indent=2, default=str))
     if json_out:
         print_json({**stats, "out": str(run_dir)})
         return stats

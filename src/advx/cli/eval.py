@@ -137,14 +137,17 @@ def eval_command(
         "standard", help="Suite name (quick, standard, thorough; see --list) or a JSON file."
     ),
     eps: list[str] = typer.Option(
-        [], "--eps", help="Budget(s), e.g. 0.1 or 8/255; repeat for a sweep (--eps 0.05 --eps 0.1)."
+        [],
+        "--eps",
+        help="Budget(s), e.g. 0.1 or 8/255, finite; repeat for a sweep (--eps 0.05 --eps 0.1).",
     ),
     norm: str = typer.Option("linf", help="Threat-model norm: linf or l2."),
     n: int = typer.Option(
         1000,
         "--n",
         "-n",
-        help="Number of examples (the first N of the split). Under torchrun write -n: "
+        help="Number of examples (the first N of the split; more than it holds: all of "
+        "it, with a warning). Under torchrun write -n: "
         "torchrun's own parser mistakes --n for one of its options.",
     ),
     batch_size: int = typer.Option(250, help="Examples per batch (unit of saving and resuming)."),
@@ -190,7 +193,7 @@ def eval_command(
         if resume and out is None:
             raise ConfigError("--resume needs --out, the run directory to continue")
         from advx.cli._targets import open_data, open_target, target_info
-        from advx.cli.attack import parse_float
+        from advx.cli.attack import parse_eps, warn_n
         from advx.evaluate import evaluate
 
         rank, world = _init_distributed()
@@ -198,7 +201,9 @@ def eval_command(
             target = open_target(model, options=model_args.options, device=model_args.device)
             info = target_info(model)
             ds = open_data(data, info, split=split)
-            eps_values = [parse_float(e) for e in eps]
+            eps_values = [parse_eps(e) for e in eps]
+            if rank == 0:
+                warn_n(n, len(ds), f"{data or info.get('dataset')} ({split})")
             if out is None:
                 stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
                 name = Path(model).resolve().name

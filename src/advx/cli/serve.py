@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import typer
@@ -44,6 +45,35 @@ def serve(
     log_level: str = typer.Option(
         "warning", "--log-level", help="uvicorn log level (info shows every request)."
     ),
+    max_rows: int = typer.Option(
+        1024, "--max-rows", help="Most rows per inference request; more gets 413."
+    ),
+    request_timeout: float = typer.Option(
+        60.0,
+        "--request-timeout",
+        help="Seconds an inference may take, queueing included; then 503 and nothing is charged.",
+    ),
+    body_timeout: float = typer.Option(
+        30.0, "--body-timeout", help="Seconds a request body may take to arrive; then 408."
+    ),
+    idle_timeout: float = typer.Option(
+        5.0, "--idle-timeout", help="Seconds before an idle kept-alive connection is closed."
+    ),
+    header_timeout: float = typer.Option(
+        10.0,
+        "--header-timeout",
+        help="Seconds a client has to send a complete request head "
+        "(request line and headers); then the connection is closed (slow-loris clients).",
+    ),
+    max_concurrent: int = typer.Option(
+        8, "--max-concurrent", help="Requests each API key may have in flight; more get 429."
+    ),
+    public_health: bool = typer.Option(
+        False,
+        "--public-health",
+        help="Answer /v2/health/live and /v2/health/ready without "
+        "an API key (for probes that carry none, e.g. Kubernetes).",
+    ),
     *,
     model_args: ModelArgs,
 ) -> None:
@@ -53,15 +83,25 @@ def serve(
     GET /v2/models/NAME gives shape, classes and bounds; POST /v2/models/NAME/infer
     answers `predict_proba` and `predict`. Attack it with
     `advx attack http://127.0.0.1:8080 --model-name NAME --attack square --eps 0.1`.
+
+    Limits (all have safe defaults): --max-body-bytes, --max-rows, --request-timeout,
+    --body-timeout, --idle-timeout, --header-timeout, --max-concurrent. Large requests are
+    evaluated in chunks, taking turns with other requests, so small ones are not starved.
     """
     with user_errors():
         from advx.cli._targets import open_target, target_info
         from advx.errors import InputError
         from advx.models.external import default_name
-        from advx.serve.server import create_app, is_loopback
+        from advx.serve.server import create_app, is_loopback, server_config
 
         if not 0 <= port <= 65535:
             raise InputError(f"--port must be in 0..65535, got {port}")
+        if any(not k.strip() for k in api_key):
+            raise InputError("--api-key must be a non-empty string")
+        if not api_key and "ADVX_API_KEY" in os.environ:  # set but empty: refuse, like ""
+            raise InputError(
+                "ADVX_API_KEY is set but empty; set a key, or unset it to serve without one"
+            )
         model_name = name or default_name(model_dir)
         loaded = open_target(
             model_dir, name=model_name, options=model_args.options, device=model_args.device
@@ -77,7 +117,16 @@ def serve(
             labels_only=labels_only,
             max_body_bytes=max_body_bytes,
             dataset=info.get("dataset"),
+            max_rows=max_rows,
+            request_timeout=request_timeout,
+            body_timeout=body_timeout,
+            max_concurrent=max_concurrent,
+            public_health=public_health,
         )
+        config = server_config(
+            app, host=host, port=port, log_level=log_level,
+            idle_timeout=idle_timeout, header_timeout=header_timeout,
+        )  # fmt: skip
         service = app.state.service
         where = f"http://{host}:{port}"
         outputs = ", ".join(service.output_names)
@@ -96,7 +145,7 @@ def serve(
             )
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "info")
+    uvicorn.Server(config).run()
 
 
 def _with_amp(target: Any, model_args: ModelArgs) -> Any:

@@ -15,6 +15,7 @@ import typer
 from advx.cli._common import print_json, user_errors
 from advx.cli._model_options import ModelArgs, model_options
 from advx.errors import ConfigError, InputError
+from advx.jsonio import dumps
 
 app = typer.Typer(
     name="text",
@@ -218,8 +219,6 @@ def transfer(
     Example: advx text transfer --source runs/tweets-wordcnn --target runs/tweets-lstm
     """
     with user_errors():
-        import json
-
         import advx.models  # noqa: F401  (the zoo first: it registers the text archs)
         from advx.text.transfer import transfer_matrix
 
@@ -239,7 +238,7 @@ def transfer(
         doc = res.to_json()
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(doc, indent=1))
+            out.write_text(dumps(doc, indent=1))
     if json_out:
         print_json(doc)
         return

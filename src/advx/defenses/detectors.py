@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from advx.errors import CheckpointError, ConfigError, InputError
 from advx.io import atomic_path, atomic_write_text
+from advx.jsonio import dumps
 from advx.models.adapter import Classifier, frozen_eval
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class Detector(nn.Module, ABC):
                 "sha256": model_fingerprint(self.model),
             },
         }
-        atomic_write_text(out / "detector.json", json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(out / "detector.json", dumps(meta, indent=2) + "\n")
         return out
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from advx.io import atomic_write_text
+from advx.jsonio import dumps
 
 RESULTS = "results.jsonl"
 
@@ -121,7 +122,7 @@ class RecordWriter:
 
     def write(self, rec: dict[str, Any]) -> None:
         """Append one record (a JSON object with a ``type``)."""
-        self._f.write(json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n")
+        self._f.write(dumps(rec, separators=(",", ":")) + "\n")
         self._f.flush()
         if self._fsync:
             os.fsync(self._f.fileno())
@@ -179,7 +180,7 @@ def merge(run_dir: Path, *, remove_parts: bool = True) -> Path:
     )
     atomic_write_text(
         run_dir / RESULTS,
-        "".join(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in recs),
+        "".join(dumps(r, separators=(",", ":")) + "\n" for r in recs),
     )
     if remove_parts:
         for p in run_dir.glob("results.rank*.jsonl"):
@@ -189,7 +190,7 @@ def merge(run_dir: Path, *, remove_parts: bool = True) -> Path:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically (temp file + rename)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    atomic_write_text(path, dumps(obj, indent=2, default=str) + "\n")
 
 
 def floats(values: Iterable[float], digits: int = 6) -> list[float | None]:

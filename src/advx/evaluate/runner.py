@@ -34,6 +34,7 @@ from torch import Tensor
 
 from advx.errors import AdvxError, ConfigError, InputError
 from advx.evaluate import flags as flagmod
+from advx.evaluate.identity import identity_differences, run_identity
 from advx.evaluate.records import (
     RESULTS,
     RecordWriter,
@@ -219,13 +220,17 @@ def evaluate(
         seed: the one seed every random choice derives from.
         run_dir: directory for ``run.json``, ``results.jsonl``, ``summary.json`` and
             saved examples; None keeps the records in memory.
-        resume: continue the run in ``run_dir`` where it stopped (same settings required).
+        resume: continue the run in ``run_dir`` where it stopped; the settings and the
+            run's identity (model weights, data, advx code; see
+            :mod:`advx.evaluate.identity`) must match what is stored, else ConfigError
+            naming what differs.
         save_examples: also save adversarial inputs (``run_dir/examples/``) for galleries.
         probe: size of the probe batch for the red-flag checks (0 disables them).
         progress: optional callback ``(done, total, description)``.
         stop_after_batches: stop (as if killed) after this many batches complete in this
             call; for testing resumption.
-        meta: extra context stored in ``run.json`` (command, model path, data set).
+        meta: extra context stored in ``run.json`` (command, model path, data set);
+            ``data`` and ``split`` there also name the data in the run's identity.
 
     Returns:
         An :class:`~advx.evaluate.summary.EvalReport`; ``complete`` is False when the run
@@ -273,10 +278,17 @@ def evaluate(
     # as it will read back from run.json (tuples become lists), so resume compares equal
     config = json.loads(json.dumps(config))
     steps = resolve(the_suite, norm=norm, access=_access_name(target))
+    identity = None  # what the numbers come from; only a run directory can be resumed
+    if run_dir is not None:
+        m = meta or {}
+        identity = run_identity(
+            target, ds.batch, n=n, data_name=m.get("data"), split=m.get("split")
+        )
     run = {
         "kind": "eval",
         "format": 1,
         "config": config,
+        "identity": identity,
         "steps": [s.to_dict() for s in steps],
         "target": {
             "name": target.name,
@@ -439,6 +451,13 @@ def _prepare_dir(
         raise ConfigError(
             f"cannot resume {out}: settings differ from the stored run ({', '.join(diff)}); "
             "resume with the same options, or choose another --out"
+        )
+    changed = identity_differences(stored.get("identity"), run["identity"])
+    if changed:
+        raise ConfigError(
+            f"cannot resume {out}: it was computed from something else; differs: "
+            f"{'; '.join(changed)}. Resume with the same model, data and advx, or choose "
+            "another --out"
         )
     by_index = {s.index: s for s in steps}
     resolved: list[ResolvedStep] = []

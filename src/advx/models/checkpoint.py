@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -41,6 +43,7 @@ import torch
 
 from advx.errors import CheckpointError, ConfigError, InputError
 from advx.io import file_mode, make_temp_dir
+from advx.jsonio import finite
 from advx.models.adapter import Classifier
 from advx.models.registry import ARCHS, ArchSpec, jsonable
 
@@ -73,10 +76,23 @@ RESERVED_KEYS = (
     "advx_version",
     "files",
     "created",
+    "info_sha256",
 )
 """Keys of ``model.json`` that :func:`save` derives from the model; ``meta`` may not set
 them. Conventional ``meta`` keys: ``dataset``, ``training`` (a dict of settings), ``seed``,
 ``test_accuracy``."""
+
+INFO_HASH_KEY = "info_sha256"
+"""Key of ``model.json`` holding the sha256 of the rest of it (:func:`info_digest`), so
+the description of the weights is covered by a hash like the weights are."""
+MAX_INFO_BYTES = 16 * 1024 * 1024
+"""Largest ``model.json`` read."""
+MAX_INFO_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in ``model.json``."""
+MAX_BOUND = 1e6
+"""Largest magnitude of an input bound (``model.json`` ``bounds``)."""
+MAX_ARCH_INT = 10_000_000
+"""Largest integer accepted anywhere in ``arch_kwargs`` (a layer width, a vocabulary)."""
 
 
 # ------------------------------------------------------------------------------- save
@@ -157,7 +173,9 @@ def save(
                 if f.is_file() and f.name != INFO_FILE
             },
         }
-        _write_text(tmp / INFO_FILE, json.dumps(info, indent=2) + "\n")
+        info = finite(info)  # strict JSON: NaN/inf meta values are written as null
+        info[INFO_HASH_KEY] = info_digest(info)
+        _write_text(tmp / INFO_FILE, json.dumps(info, indent=2, allow_nan=False) + "\n")
         _fsync_dir(tmp)
         _move_into_place(tmp, dest)
     finally:
@@ -250,6 +268,34 @@ def _sha256(file: Path) -> str:
     return h.hexdigest()
 
 
+def info_digest(info: Mapping[str, Any]) -> str:
+    """sha256 of ``model.json``'s content without :data:`INFO_HASH_KEY`, over a canonical
+    serialisation (sorted keys, no spaces), so re-indenting the file keeps it valid."""
+    body = {k: v for k, v in info.items() if k != INFO_HASH_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _nesting(text: str) -> int:
+    """Deepest nesting of arrays/objects in JSON ``text`` (strings skipped); computed
+    without recursion, so a hostile file cannot exhaust the stack."""
+    depth = deepest = 0
+    for ch in re.sub(r"[^\[\]{}]", "", _JSON_STRING.sub("", text)):
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
 def _version() -> str:
     from advx import __version__
 
@@ -276,12 +322,27 @@ def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(
             f"{d} has no {INFO_FILE}; it is not an advx checkpoint (write one with `advx train`)"
         )
+    size = f.stat().st_size
+    if size > MAX_INFO_BYTES:
+        raise CheckpointError(
+            f"{f} has {size} bytes, over the limit of {MAX_INFO_BYTES}; it is not a model.json "
+            "advx wrote"
+        )
     try:
-        info = json.loads(f.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = f.read_text(encoding="utf-8")
+        if _nesting(text) > MAX_INFO_DEPTH:
+            raise ValueError(f"arrays/objects nested deeper than {MAX_INFO_DEPTH} levels")
+        info = json.loads(text, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{f} is not valid JSON ({e}); the file is corrupt") from None
     if not isinstance(info, dict):
         raise CheckpointError(f"{f} must hold a JSON object, got {type(info).__name__}")
+    recorded = info.get(INFO_HASH_KEY)
+    if recorded is not None and recorded != info_digest(info):
+        raise CheckpointError(
+            f"{f} does not match the {INFO_HASH_KEY} recorded in it: the file was modified "
+            "or corrupted; retrain or restore it"
+        )
     _validate_info(info, f)
     return info
 
@@ -324,14 +385,29 @@ def _validate_info(info: dict[str, Any], f: Path) -> None:
         raise bad("class_names", "must be a list of strings")
     if len(names) != k:
         raise bad("class_names", f"has {len(names)} names for {k} classes")
+    if any(s > MAX_ARCH_INT for s in shape) or math.prod(shape) > MAX_ARCH_INT:
+        raise bad("input_shape", f"describes more than {MAX_ARCH_INT} values per example")
+    if k > MAX_ARCH_INT:
+        raise bad("num_classes", f"is over {MAX_ARCH_INT}")
+    big = _largest_int(info["arch_kwargs"])
+    if big > MAX_ARCH_INT:
+        raise bad(
+            "arch_kwargs",
+            f"holds {big}, over the limit of {MAX_ARCH_INT} for any size (refused before "
+            "building the model)",
+        )
     bounds = info.get("bounds", [0.0, 1.0])
     if (
         not isinstance(bounds, list)
         or len(bounds) != 2
         or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        or not all(math.isfinite(b) and abs(b) <= MAX_BOUND for b in bounds)
         or not bounds[0] < bounds[1]
     ):
-        raise bad("bounds", f"must be [lo, hi] with lo < hi, got {bounds!r}")
+        raise bad(
+            "bounds",
+            f"must be [lo, hi] with lo < hi, finite and within +-{MAX_BOUND:g}, got {bounds!r}",
+        )
     norm = info.get("normalisation")
     if norm is not None:
         if not isinstance(norm, dict) or set(norm) != {"mean", "std"}:
@@ -339,9 +415,10 @@ def _validate_info(info: dict[str, Any], f: Path) -> None:
         for key in ("mean", "std"):
             vals = norm[key]
             if not isinstance(vals, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in vals
             ):
-                raise bad("normalisation", f"{key} must be a list of numbers")
+                raise bad("normalisation", f"{key} must be a list of finite numbers")
         if any(v <= 0 for v in norm["std"]):
             raise bad("normalisation", "std must be positive")
     files = info.get("files")
@@ -355,11 +432,28 @@ def _validate_info(info: dict[str, Any], f: Path) -> None:
             or not isinstance(entry.get("sha256"), str)
             or len(entry["sha256"]) != 64
             or not isinstance(entry.get("bytes"), int)
+            or isinstance(entry.get("bytes"), bool)
+            or entry["bytes"] < 0
         ):
             raise bad("files", f"entry for {name!r} needs sha256 (64 hex digits) and bytes")
     weights = WEIGHTS[info["kind"]]
     if weights not in files:
         raise bad("files", f"does not list {weights}")
+
+
+def _largest_int(obj: Any) -> int:
+    """Largest integer (in magnitude) anywhere in a JSON value (depth already bounded)."""
+    if isinstance(obj, bool):
+        return 0
+    if isinstance(obj, int):
+        return abs(obj)
+    if isinstance(obj, float):
+        return int(min(abs(obj), 1e300)) if math.isfinite(obj) and obj == int(obj) else 0
+    if isinstance(obj, dict):
+        return max((_largest_int(v) for v in obj.values()), default=0)
+    if isinstance(obj, list):
+        return max((_largest_int(v) for v in obj), default=0)
+    return 0
 
 
 def verify(path: str | os.PathLike[str], info: Mapping[str, Any] | None = None) -> None:
@@ -431,6 +525,7 @@ def load(path: str | os.PathLike[str]) -> Any:
     if spec.load_extra is not None:
         kwargs.update(spec.load_extra(d, info))
     if spec.kind == "torch":
+        _check_weight_size(d, info, kwargs)
         return _load_torch(d, info, spec, kwargs)
     return _load_sklearn(d, info, spec, kwargs)
 
@@ -451,10 +546,29 @@ def _build(d: Path, info: dict[str, Any], kwargs: dict[str, Any]) -> Any:
             seed=int(info["seed"]) if isinstance(info.get("seed"), int) else 0,
             **kwargs,
         )
-    except (ConfigError, InputError, TypeError, ValueError, RuntimeError) as e:
+    except (
+        ConfigError, InputError, TypeError, ValueError, RuntimeError, OverflowError,
+        MemoryError, RecursionError, KeyError, IndexError, AttributeError,
+    ) as e:  # fmt: skip
         raise CheckpointError(
             f"{d}: cannot rebuild {info['arch']!r} from {INFO_FILE}: {e}"
         ) from None
+
+
+def _check_weight_size(d: Path, info: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """Build the architecture on the meta device (no memory) and refuse it when its
+    weights need more bytes than the (hash-checked) weights file holds: ``arch_kwargs``
+    that would allocate gigabytes are caught before anything is allocated."""
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        model = _build(d, info, kwargs)
+    need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    have = int(info["files"][TORCH_FILE]["bytes"])
+    if need > have:
+        raise CheckpointError(
+            f"{d}: {info['arch']!r} with the arch_kwargs of {INFO_FILE} needs {need} bytes of "
+            f"weights, but {TORCH_FILE} holds {have}; {INFO_FILE} does not describe these "
+            "weights"
+        )
 
 
 def _load_torch(

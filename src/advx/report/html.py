@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from advx.errors import CheckpointError, InputError
+from advx.jsonio import dumps
 
 log = logging.getLogger(__name__)
 
@@ -321,9 +322,7 @@ def render_report(
     md_path = dest / SUMMARY_MD
     _atomic_write(html_path, env.get_template("report.html").render(**ctx))
     _atomic_write(md_path, env.get_template("summary.md").render(**ctx))
-    _atomic_write(
-        dest / REPORT_JSON, json.dumps(as_json(contents, ctx), indent=2, default=str) + "\n"
-    )
+    _atomic_write(dest / REPORT_JSON, dumps(as_json(contents, ctx), indent=2, default=str) + "\n")
     return html_path, md_path
 
 

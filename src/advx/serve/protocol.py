@@ -113,6 +113,11 @@ def _json_data(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], what: st
             f"{what}: 'data' holds {raw.dtype.kind!r}-kind values that are not valid "
             f"for datatype {_name_of(dtype)} (expected numbers)"
         )
+    if dtype.kind != "b" and raw.size and _holds_bool(data, raw.ndim):
+        raise ProtocolError(
+            f"{what}: 'data' holds true/false, which are not numbers for datatype "
+            f"{_name_of(dtype)}; send 1.0/0.0, or declare the datatype BOOL"
+        )
     n = math.prod(shape)
     if raw.size != n:
         raise ProtocolError(
@@ -124,6 +129,14 @@ def _json_data(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], what: st
         raise ProtocolError(
             f"{what}: 'data' values do not fit datatype {_name_of(dtype)}"
         ) from None
+
+
+def _holds_bool(data: list[Any], depth: int) -> bool:
+    """Whether a nested list of ``depth`` levels holds a JSON ``true``/``false``
+    (numpy silently reads them as 1/0 next to numbers)."""
+    if depth <= 1:
+        return any(v is True or v is False for v in data)
+    return any(isinstance(d, list) and _holds_bool(d, depth - 1) for d in data)
 
 
 def _name_of(dtype: np.dtype[Any]) -> str:

@@ -24,23 +24,47 @@ Guards, each answered with ``{"error": "..."}`` and never a crash:
 * API keys: when ``api_key`` is set, every request must carry ``Authorization: Bearer
   <key>`` or ``x-api-key: <key>``, else **401**.
 * Body size: bodies over ``max_body_bytes`` get **413** (checked on ``Content-Length``
-  before reading, and while reading otherwise).
+  before reading, and while reading otherwise); so do requests of more than ``max_rows``
+  rows (the limit is published in the metadata as ``parameters.max_rows``).
+* Fairness: a batch is evaluated in chunks of ``chunk_rows`` rows under a first-come,
+  first-served lock released between chunks, so a small request waits for at most one
+  chunk of each large request ahead of it, never for the whole large request.
+* Time: a request whose evaluation (waiting included) passes ``request_timeout`` seconds
+  gets **503** and is not charged; a body that takes over ``body_timeout`` seconds to
+  arrive gets **408**. :func:`serve` also closes connections that are idle for
+  ``idle_timeout`` seconds or that have not sent a complete request head within
+  ``header_timeout`` seconds (slow-loris clients).
+* Concurrency: each key may have ``max_concurrent`` requests in flight; more get **429**.
+* Bodies sent with ``Content-Encoding: gzip`` are decompressed (the decompressed size
+  counts against ``max_body_bytes``); other encodings get **415**.
 * Query budgets: with ``max_queries``, each key (or everyone together when there are no
   keys) may have that many rows evaluated; a request that would go over gets **429**
   and evaluates nothing.
 * Validation: bad JSON, unknown inputs/outputs, wrong shape or datatype, NaN/inf,
-  values outside the model's bounds, empty batches get **400** saying what is wrong;
-  asking for scores from a labels-only server gets **403**; unknown models **404**.
+  values outside the model's bounds, empty batches, JSON booleans for FP32 data get
+  **400** saying what is wrong; asking for scores from a labels-only server gets **403**;
+  unknown models or model versions **404**.
+* Health: ``/v2/health/live`` and ``/v2/health/ready`` need the key like everything
+  else unless ``public_health=True`` (``advx serve --public-health``), for probes that
+  carry no key (Kubernetes).
+
+Every answer to an inference request carries ``parameters.queries_used`` (the rows this
+request was charged) and, with a budget, ``parameters.queries_remaining`` (what the key
+had left right after this request was charged; exact under concurrency).
 
 Use :func:`create_app` in-process (tests, notebooks) or ``advx serve MODEL_DIR``.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations
 # at runtime, and `Request` is imported inside create_app (FastAPI loads lazily).
+import asyncio
 import hmac
 import json
 import logging
 import threading
+import time
+import zlib
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,7 +79,22 @@ from advx.targets import Access, Target
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Most rows one inference request may carry (413 above it).
+DEFAULT_MAX_ROWS = 1024
+#: Rows evaluated per turn of the evaluation lock (other requests may run in between).
+DEFAULT_CHUNK_ROWS = 64
+#: Seconds a request may take to be evaluated, waiting for its turn included (503 after).
+DEFAULT_REQUEST_TIMEOUT = 60.0
+#: Seconds a request body may take to arrive once its head is in (408 after).
+DEFAULT_BODY_TIMEOUT = 30.0
+#: Seconds a kept-alive connection may stay idle before it is closed.
+DEFAULT_IDLE_TIMEOUT = 5.0
+#: Seconds a client has to send a complete request head (request line and headers).
+DEFAULT_HEADER_TIMEOUT = 10.0
+#: Requests each key may have in flight at once (429 above it).
+DEFAULT_MAX_CONCURRENT = 8
 _FLOAT_TYPES = ("FP32", "FP64")
+_HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
 
 
 class _Reject(Exception):
@@ -71,6 +110,41 @@ def _error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
+class _FairLock:
+    """A first-come, first-served lock: waiters get it in the order they asked.
+
+    ``threading.Lock`` promises no order, so a thread that releases and asks again at
+    once (a large request going on to its next chunk) may starve the others.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+        self._held = False
+
+    def acquire(self, deadline: float | None = None) -> bool:
+        """Wait for the lock until ``deadline`` (``time.monotonic()``); False on timeout."""
+        me = object()
+        with self._cond:
+            self._queue.append(me)
+            while self._held or self._queue[0] is not me:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    self._queue.remove(me)
+                    self._cond.notify_all()  # the next in line may be free to go now
+                    return False
+                self._cond.wait(left)
+            self._queue.popleft()
+            self._held = True
+            return True
+
+    def release(self) -> None:
+        """Hand the lock to the next in line."""
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
 class ModelService:
     """What the server does, without HTTP: validation, budgets and evaluation.
 
@@ -82,6 +156,9 @@ class ModelService:
         version: model version string reported in metadata and answers.
         dataset: name of the model's dataset, published in the metadata so clients
             (``advx attack URL``) can load matching evaluation data.
+        max_rows: most rows per request (413 above it).
+        chunk_rows: rows evaluated per turn of the evaluation lock.
+        request_timeout: seconds a request may take, waiting for its turn included.
     """
 
     def __init__(
@@ -93,9 +170,14 @@ class ModelService:
         labels_only: bool = False,
         version: str = "1",
         dataset: str | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
-        if max_queries is not None and max_queries < 1:
-            raise InputError(f"max_queries must be >= 1, got {max_queries}")
+        _check_int("max_queries", max_queries, allow_none=True)
+        _check_int("max_rows", max_rows)
+        _check_int("chunk_rows", chunk_rows)
+        _check_seconds("request_timeout", request_timeout)
         if not labels_only and target.access < Access.SCORES:
             log.info("%s gives labels only; serving labels only", target.name)
             labels_only = True
@@ -105,8 +187,11 @@ class ModelService:
         self.labels_only = labels_only
         self.version = version
         self.dataset = dataset
+        self.max_rows = int(max_rows)
+        self.chunk_rows = int(chunk_rows)
+        self.request_timeout = float(request_timeout)
         self.used: dict[str, int] = {}
-        self._lock = threading.Lock()  # targets count queries; evaluate one batch at a time
+        self._lock = _FairLock()  # targets count queries; evaluate one chunk at a time
 
     # -- metadata ---------------------------------------------------------------------
     @property
@@ -140,6 +225,7 @@ class ModelService:
                 "bounds": list(t.bounds),
                 "labels_only": self.labels_only,
                 "max_queries": self.max_queries,
+                "max_rows": self.max_rows,
                 "binary_data": True,
                 **({"dataset": self.dataset} if self.dataset else {}),
             },
@@ -151,6 +237,19 @@ class ModelService:
         if self.max_queries is None:
             return None
         return self.max_queries - self.used.get(key, 0)
+
+    def reserve(self, key: str, rows: int) -> int | None:
+        """Charge ``rows`` to ``key`` (429 if over budget); returns what is left after.
+
+        Check and charge happen without an ``await`` in between, so concurrent requests
+        cannot both spend the same rows."""
+        self.check_budget(key, rows)
+        self.used[key] = self.used.get(key, 0) + rows
+        return self.remaining(key)
+
+    def refund(self, key: str, rows: int) -> None:
+        """Give back rows charged to a request that was not answered."""
+        self.used[key] = self.used.get(key, 0) - rows
 
     def check_budget(self, key: str, rows: int = 1) -> None:
         """Raise 429 unless ``key`` may have ``rows`` more rows evaluated."""
@@ -191,6 +290,12 @@ class ModelService:
             )
         if a.shape[0] == 0:
             raise _Reject(400, "empty batch: the input has 0 rows")
+        if a.shape[0] > self.max_rows:
+            raise _Reject(
+                413,
+                f"request has {a.shape[0]} rows, over the limit of {self.max_rows} rows per "
+                "request; send smaller batches",
+            )
         if not bool(np.isfinite(a).all()):
             raise _Reject(400, "input has NaN or inf values")
         lo, hi = self.target.bounds
@@ -211,18 +316,62 @@ class ModelService:
                 raise _Reject(400, f"unknown output {o!r}; outputs: {', '.join(self.output_names)}")
         return np.array(a, dtype=np.float32, order="C"), outputs  # a writable copy
 
-    def evaluate(self, x: np.ndarray, outputs: Sequence[str]) -> list[protocol.WireTensor]:
-        """Run the model on ``x`` for the requested outputs (thread-safe)."""
+    def evaluate(
+        self,
+        x: np.ndarray,
+        outputs: Sequence[str],
+        *,
+        deadline: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[protocol.WireTensor]:
+        """Run the model on ``x`` for the requested outputs (thread-safe).
+
+        The rows go through the model ``chunk_rows`` at a time, each chunk under the
+        first-come, first-served lock, so concurrent requests take turns. Raises
+        ``_Reject(503)`` once ``deadline`` (``time.monotonic()``; default
+        ``request_timeout`` from now) passes; stops between chunks once ``stop`` is set
+        (the client went away)."""
+        if deadline is None:
+            deadline = time.monotonic() + self.request_timeout
         batch = torch.from_numpy(x)
-        result = []
-        with self._lock, self.target.attacking():
-            for o in outputs:
-                if o == protocol.SCORES_OUTPUT:
-                    y = self.target.scores(batch).detach().cpu().to(torch.float32).numpy()
-                else:
-                    y = self.target.labels(batch).detach().cpu().to(torch.int64).numpy()
-                result.append(protocol.WireTensor(o, y))
-        return result
+        parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
+        for start in range(0, batch.shape[0], self.chunk_rows):
+            chunk = batch[start : start + self.chunk_rows]
+            if stop is not None and stop.is_set():
+                raise _Reject(499, "the client closed the request")
+            if not self._lock.acquire(deadline):
+                raise _Reject(
+                    503,
+                    f"the request was not evaluated within {self.request_timeout:g} s (the "
+                    "server is busy); nothing was charged, retry later or send fewer rows",
+                )
+            try:
+                with self.target.attacking():
+                    for o in outputs:
+                        if o == protocol.SCORES_OUTPUT:
+                            y = self.target.scores(chunk).detach().cpu().to(torch.float32)
+                        else:
+                            y = self.target.labels(chunk).detach().cpu().to(torch.int64)
+                        parts[o].append(y.numpy())
+            finally:
+                self._lock.release()
+        return [protocol.WireTensor(o, np.concatenate(parts[o])) for o in outputs]
+
+
+def _check_int(what: str, value: Any, *, allow_none: bool = False, low: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise InputError(f"{what} must be an integer >= {low}, got {value!r}")
+
+
+def _check_seconds(what: str, value: Any) -> None:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not 0 < float(value) < float("inf")
+    ):
+        raise InputError(f"{what} must be a positive number of seconds, got {value!r}")
 
 
 def _keys_of(api_key: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -235,12 +384,26 @@ def _keys_of(api_key: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 class _Guard:
-    """ASGI middleware: API key (401) and declared body size (413) before any endpoint."""
+    """ASGI middleware before any endpoint: API key (401), declared body size (413),
+    requests in flight per key (429) and the time a body may take to arrive (408)."""
 
-    def __init__(self, app: Any, keys: tuple[str, ...], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        keys: tuple[str, ...],
+        max_body_bytes: int,
+        *,
+        public_health: bool = False,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    ) -> None:
         self.app = app
         self.keys = keys
         self.max_body_bytes = max_body_bytes
+        self.public_health = public_health
+        self.max_concurrent = max_concurrent
+        self.body_timeout = body_timeout
+        self.in_flight: dict[str, int] = {}
 
     def _key(self, headers: dict[str, str]) -> str | None:
         auth = headers.get("authorization", "")
@@ -258,7 +421,8 @@ class _Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key = ""
-        if self.keys:
+        open_path = self.public_health and scope.get("path") in _HEALTH_PATHS
+        if self.keys and not open_path:
             found = self._key(headers)
             if found is None:
                 await _send(
@@ -282,8 +446,47 @@ class _Guard:
                     "send smaller batches",
                 )
                 return
+        if self.in_flight.get(key, 0) >= self.max_concurrent:
+            await _send(
+                send,
+                429,
+                f"{self.max_concurrent} requests with this key are in flight already; "
+                "wait for their answers before sending more",
+                [(b"retry-after", b"1")],
+            )
+            return
         scope.setdefault("state", {})["api_key"] = key
-        await self.app(scope, receive, send)
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        try:
+            await self.app(scope, self._timed(receive), send)
+        finally:
+            self.in_flight[key] -= 1
+            if not self.in_flight[key]:
+                del self.in_flight[key]
+
+    def _timed(self, receive: Any) -> Any:
+        """``receive`` that gives the whole body ``body_timeout`` seconds to arrive."""
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
+        done = False
+
+        async def timed_receive() -> Any:
+            nonlocal done
+            if done:
+                return await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(left, 1e-3))
+            except asyncio.TimeoutError:
+                raise _Reject(
+                    408,
+                    f"the request body did not arrive within {self.body_timeout:g} s; "
+                    "send it at once",
+                ) from None
+            if message.get("type") != "http.request" or not message.get("more_body", False):
+                done = True
+            return message
+
+        return timed_receive
 
 
 async def _send(
@@ -309,6 +512,12 @@ def create_app(
     labels_only: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     dataset: str | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    public_health: bool = False,
 ) -> Any:
     """The FastAPI app serving ``model`` over the Open Inference Protocol.
 
@@ -321,8 +530,18 @@ def create_app(
             authentication (keep the server on loopback then).
         max_queries: rows each key may have evaluated; None: unlimited.
         labels_only: answer labels only (``predict``), never probabilities.
-        max_body_bytes: largest request body accepted (default 32 MiB).
+        max_body_bytes: largest request body accepted, after gzip decoding (default
+            32 MiB); larger gets 413.
         dataset: the model's dataset name, published in the metadata ``parameters``.
+        max_rows: most rows per inference request (default 1024); more gets 413.
+        chunk_rows: rows evaluated per turn of the evaluation lock (default 64): a
+            small request never waits for a whole large one.
+        request_timeout: seconds an inference may take, waiting for its turn included
+            (default 60); then 503 and nothing is charged.
+        body_timeout: seconds a request body may take to arrive (default 30); then 408.
+        max_concurrent: requests each key may have in flight (default 8); more get 429.
+        public_health: answer ``/v2/health/live`` and ``/v2/health/ready`` without an API
+            key (for probes that carry none, e.g. Kubernetes); default False.
 
     Returns:
         The FastAPI application (``app.state.service`` is its :class:`ModelService`,
@@ -341,13 +560,15 @@ def create_app(
 
     if not name or "/" in name:
         raise InputError(f"model name must be non-empty without '/', got {name!r}")
-    if max_body_bytes < 1024:
-        raise InputError(f"max_body_bytes must be >= 1024, got {max_body_bytes}")
+    _check_int("max_body_bytes", max_body_bytes, low=1024)
+    _check_int("max_concurrent", max_concurrent)
+    _check_seconds("body_timeout", body_timeout)
     keys = _keys_of(api_key)
     target = as_target(model, name=name)
     service = ModelService(
-        target, name=name, max_queries=max_queries, labels_only=labels_only, dataset=dataset
-    )
+        target, name=name, max_queries=max_queries, labels_only=labels_only, dataset=dataset,
+        max_rows=max_rows, chunk_rows=chunk_rows, request_timeout=request_timeout,
+    )  # fmt: skip
     app = FastAPI(
         title=f"advx serve: {name}",
         version=advx.__version__,
@@ -373,9 +594,15 @@ def create_app(
         log.exception("error answering %s", request.url.path)
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    def model_or_404(model_name: str) -> None:
+    def model_or_404(model_name: str, version: str | None = None) -> None:
         if model_name != service.name:
             raise _Reject(404, f"unknown model {model_name!r}; this server has {service.name!r}")
+        if version is not None and version != service.version:
+            raise _Reject(
+                404,
+                f"unknown version {version!r} of model {model_name!r}; this server has "
+                f"version {service.version!r}",
+            )
 
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:
@@ -396,13 +623,13 @@ def create_app(
     @app.get("/v2/models/{model_name}")
     @app.get("/v2/models/{model_name}/versions/{version}")
     async def model_metadata(model_name: str, version: str | None = None) -> JSONResponse:
-        model_or_404(model_name)
+        model_or_404(model_name, version)
         return JSONResponse(service.metadata())
 
     @app.get("/v2/models/{model_name}/ready")
     @app.get("/v2/models/{model_name}/versions/{version}/ready")
     async def model_ready(model_name: str, version: str | None = None) -> Response:
-        model_or_404(model_name)
+        model_or_404(model_name, version)
         return Response(status_code=200)
 
     @app.post("/v2/repository/index")
@@ -412,9 +639,16 @@ def create_app(
     @app.post("/v2/models/{model_name}/infer")
     @app.post("/v2/models/{model_name}/versions/{version}/infer")
     async def infer(model_name: str, request: Request, version: str | None = None) -> Response:
-        model_or_404(model_name)
+        model_or_404(model_name, version)
         key = request.scope.get("state", {}).get("api_key", "")
         service.check_budget(key)  # nothing left: 429 before reading the body
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise _Reject(
+                415,
+                f"Content-Encoding {encoding!r} is not supported; send the body as is "
+                "(identity) or gzip-compressed",
+            )
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -424,6 +658,8 @@ def create_app(
                 )
             chunks.append(chunk)
         body = b"".join(chunks)
+        if encoding == "gzip":
+            body = _gunzip(body, max_body_bytes)
         raw_len = request.headers.get(protocol.HEADER_LENGTH)
         header_length = None
         if raw_len is not None:
@@ -432,15 +668,19 @@ def create_app(
             header_length = int(raw_len)
         x, outputs = service.parse(body, header_length)
         rows = x.shape[0]
-        service.check_budget(key, rows)
-        service.used[key] = service.used.get(key, 0) + rows  # reserved before the await
+        deadline = time.monotonic() + service.request_timeout
+        left = service.reserve(key, rows)  # charged before the await
+        stop = threading.Event()
         try:
-            tensors = await to_thread.run_sync(service.evaluate, x, list(outputs))
-        except Exception:
-            service.used[key] -= rows  # nothing was answered: give the rows back
+            tensors = await to_thread.run_sync(
+                lambda: service.evaluate(x, list(outputs), deadline=deadline, stop=stop),
+                abandon_on_cancel=True,  # a cancelled request frees its handler at once
+            )
+        except BaseException:
+            stop.set()  # cancelled (client gone): the worker stops after its chunk
+            service.refund(key, rows)  # nothing was answered: give the rows back
             raise
-        left = service.remaining(key)
-        params: dict[str, Any] = {"queries_used": service.used[key]}
+        params: dict[str, Any] = {"queries_used": rows}
         if left is not None:
             params["queries_remaining"] = left
         body, headers = protocol.encode_response(
@@ -452,8 +692,33 @@ def create_app(
         )
         return Response(body, headers=headers)
 
-    app.add_middleware(_Guard, keys=keys, max_body_bytes=max_body_bytes)
+    app.add_middleware(
+        _Guard,
+        keys=keys,
+        max_body_bytes=max_body_bytes,
+        public_health=public_health,
+        max_concurrent=max_concurrent,
+        body_timeout=body_timeout,
+    )
     return app
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress a gzip body, refusing (413) more than ``limit`` bytes of output and
+    (400) anything that is not one complete gzip stream."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise _Reject(
+                413, f"decompressed body is over the limit of {limit} bytes; send smaller batches"
+            )
+        out += d.flush()
+    except zlib.error as e:
+        raise _Reject(400, f"body is not valid gzip data ({e})") from None
+    if not d.eof or d.unused_data:
+        raise _Reject(400, "body is not one complete gzip stream")
+    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -468,21 +733,122 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _timed_h11(header_timeout: float) -> type:
+    """uvicorn's h11 protocol, plus a deadline on the request head.
+
+    uvicorn closes a kept-alive connection only when it sends nothing at all for
+    ``timeout_keep_alive`` seconds, and never closes a connection that trickles a request
+    head byte by byte (slow loris). Here a connection waiting for a request head (a new
+    one, or one whose last response is sent) must deliver the complete head within
+    ``header_timeout`` seconds, and a new connection is idle-timed from the start."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_head()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm_head()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_head()
+            super().connection_lost(exc)
+
+        def _arm_head(self) -> None:
+            self._disarm_head()
+            self._head_timer = self.loop.call_later(header_timeout, self._head_expired)
+
+        def _disarm_head(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_expired(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                log.info("closing a connection that sent no complete request head in time")
+                self.transport.close()
+
+    return TimedH11Protocol
+
+
+def server_config(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    log_level: str = "warning",
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+) -> Any:
+    """The ``uvicorn.Config`` that :func:`serve` runs: ``app`` on ``host:port``, closing
+    connections idle for ``idle_timeout`` seconds and those that send no complete request
+    head within ``header_timeout`` seconds."""
+    import uvicorn
+
+    _check_seconds("idle_timeout", idle_timeout)
+    _check_seconds("header_timeout", header_timeout)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level == "info",
+        http=_timed_h11(float(header_timeout)),
+        timeout_keep_alive=max(1, round(idle_timeout)),
+    )
+
+
 def serve(
     model: Any,
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
     log_level: str = "warning",
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     **options: Any,
 ) -> None:
-    """Run :func:`create_app` with uvicorn until interrupted (``options`` go to it)."""
+    """Run :func:`create_app` with uvicorn until interrupted (``options`` go to it;
+    the timeouts to :func:`server_config`)."""
     import uvicorn
 
     if not is_loopback(host) and not options.get("api_key"):
         log.warning("serving on %s without an API key: anyone who can reach it may query", host)
     app = create_app(model, **options)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "info")
+    config = server_config(
+        app, host=host, port=port, log_level=log_level,
+        idle_timeout=idle_timeout, header_timeout=header_timeout,
+    )  # fmt: skip
+    uvicorn.Server(config).run()
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ModelService", "create_app", "is_loopback", "serve"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_CHUNK_ROWS",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONCURRENT",
+    "DEFAULT_MAX_ROWS",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "ModelService",
+    "create_app",
+    "is_loopback",
+    "serve",
+    "server_config",
+]

@@ -23,6 +23,7 @@ from typing import Any
 from advx.attacks.result import Status
 from advx.errors import CheckpointError
 from advx.io import atomic_write_text
+from advx.jsonio import dumps
 from advx.text.sentence import Sentence
 
 
@@ -195,7 +196,7 @@ class TextAttackResults:
             "summary": self.summary(),
             "results": [r.to_dict() for r in self.results],
         }
-        atomic_write_text(p, json.dumps(doc, indent=1, ensure_ascii=False, default=str))
+        atomic_write_text(p, dumps(doc, indent=1, ensure_ascii=False, default=str))
         return p
 
     @classmethod
