@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,34 @@ def test_chapter_record_is_plain_json(tmp_path):
     doc = json.loads(p.read_text())
     assert doc == {"format": "advx.demo-chapter/1", "chapter": "ch09", "x": [1.5, None],
                    "p": "a", "t": [1, 2], "inf": None}  # fmt: skip
+
+
+def test_chapter_two_opens_with_the_photo_when_its_record_holds_it(tmp_path):
+    """Chapter 2's ImageNet moment (figure + per-photo table) comes first in its section."""
+    from matplotlib.figure import Figure
+
+    from advx.demo.ch09_report import whitebox_record
+    from advx.report.story import save_chapter
+
+    fig = Figure(figsize=(3, 2))
+    fig.subplots().plot([0, 1], [0, 1])
+    fig.savefig(tmp_path / "ch02_imagenet_ostrich.png")
+    fig.savefig(tmp_path / "ch02_fgsm.png")
+    summ = {"attack": "fgsm", "n": 200, "clean_accuracy": 0.98, "robust_accuracy": 0.31,
+            "success_rate": 0.68, "mean_queries": 1.0, "seconds": 0.1}  # fmt: skip
+    imagenet = {
+        "model": "efficientnet-lite0", "target": "ostrich", "n_photos": 1, "reached_at_4_255": 1,
+        "photos": {"chelsea": {"label": "tiger cat", "top1": "tiger cat", "top1_prob": 0.61,
+                               "eps_needed_255": 1.0}},
+        "figure": str(tmp_path / "ch02_imagenet_ostrich.png"),
+    }  # fmt: skip
+    wb = {"eps": 0.2, "n": 200, "pair": ("3", "8"), "summaries": {"fgsm": summ}}
+    save_chapter(tmp_path, "ch02", whitebox_record(wb, 0.98, imagenet))
+    page, md = render_report(tmp_path)
+    body = sections(page.read_text())["ch02"]
+    assert '"tiger cat" becomes "ostrich" after a change of at most 1/255' in unescape(body)
+    caps = re.findall(r"<figcaption><b>(.*?)</b>", body)
+    assert caps[0] == "A photo becomes an ostrich." and "FGSM, untargeted." in caps
+    assert headers(body)[:4] == ["Photo", "True label", "Model says", "Eps needed to reach ostrich"]
+    assert "| chelsea | tiger cat | tiger cat (61%) | 1/255 |" in md.read_text()
+    assert "<td>FGSM</td><td>untargeted</td><td>200</td><td>68.0%</td><td>31.0%</td>" in body

@@ -11,15 +11,22 @@ of its last run, or has none.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 TITLE = "9. The report"
 
 
-def whitebox_record(whitebox: Mapping[str, Any], clean_accuracy: float | None) -> dict[str, Any]:
+def whitebox_record(
+    whitebox: Mapping[str, Any],
+    clean_accuracy: float | None,
+    imagenet: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Chapter 2's record from the numbers it leaves in ``ctx.artifacts["whitebox"]``
     (used when chapter 2 ran but did not save ``ch02.json`` itself: a record older than
-    this run's ``ch01.json`` is from an earlier run)."""
+    this run's ``ch01.json`` is from an earlier run), with its ImageNet moment
+    (``ctx.artifacts["imagenet"]``: per photo, the clean top-1 and the eps needed; the
+    figure) when it ran."""
     goals = {"fgsm": "untargeted", "pgd": "untargeted"}
     pair = list(whitebox.get("pair") or ("?", "?"))
     runs = []
@@ -40,6 +47,12 @@ def whitebox_record(whitebox: Mapping[str, Any], clean_accuracy: float | None) -
         "pair": pair,
         "clean_accuracy": fgsm.get("clean_accuracy", clean_accuracy),
         "runs": runs,
+        "photo": None
+        if not imagenet
+        else {
+            **{k: v for k, v in imagenet.items() if k != "figure"},
+            "figures": [Path(str(imagenet["figure"])).name] if imagenet.get("figure") else [],
+        },
     }
 
 
@@ -54,7 +67,9 @@ def run(ctx: Any) -> None:
     stale = not ch02.is_file() or (ch01.is_file() and ch02.stat().st_mtime < ch01.stat().st_mtime)
     if isinstance(wb, Mapping) and stale:  # chapter 2 ran now but saved no record of its own
         test = ctx.artifacts.get("test")
-        record = whitebox_record(wb, ctx.artifacts.get("clean_accuracy"))
+        record = whitebox_record(
+            wb, ctx.artifacts.get("clean_accuracy"), ctx.artifacts.get("imagenet")
+        )
         record["dataset"] = record["dataset"] or str(getattr(test, "name", ""))
         save_chapter(ctx.out, "ch02", record)
     try:

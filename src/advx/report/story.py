@@ -234,6 +234,29 @@ def _train(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: set[P
     return s
 
 
+def _photo_lede(photo: Mapping[str, Any]) -> str:
+    """The ImageNet moment in a sentence, from chapter 2's ``photo`` record."""
+    rows = photo.get("photos") or {}
+    if not rows:
+        return ""
+    name, first = next(iter(rows.items()))
+    target = photo.get("target", "ostrich")
+    need = first.get("eps_needed_255")
+    moment = (
+        f"A real photo ({name}) that {photo.get('model', 'the ImageNet model')} calls "
+        f'"{first.get("top1", "?")}" becomes "{target}" after a change of at most '
+        f"{num(need)}/255 per pixel. "
+        if need is not None
+        else f'The {name} photo did not reach "{target}" within the chapter\'s budgets. '
+    )
+    if photo.get("n_photos", 0) > 1:
+        moment += (
+            f"{photo.get('reached_at_4_255', '?')} of {photo['n_photos']} photos reach "
+            f'"{target}" at 4/255. '
+        )
+    return moment
+
+
 @_chapter("ch02")
 def _whitebox(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: set[Path]) -> Section:
     eps = rec.get("eps")
@@ -243,19 +266,46 @@ def _whitebox(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: se
     pgd = by.get("pgd", {})
     tgt = by.get("pgd-targeted", {})
     photo = rec.get("photo") or {}
-    lede = (
-        f"FGSM: a change of at most {num(eps)} per pixel (on a 0..1 scale) flips the "
-        f"model's prediction; targeted, it turns a {pair[0]} into a {pair[1]}. PGD leaves "
-        f"robust accuracy at {pct(pgd.get('robust_accuracy'))} and reaches {pair[1]} "
+    lede = _photo_lede(photo) + (
+        f"On chapter 1's model, FGSM flips predictions with a change of at most {num(eps)} per "
+        f"pixel (on a 0..1 scale); targeted, it turns a {pair[0]} into a {pair[1]}. PGD "
+        f"leaves robust accuracy at {pct(pgd.get('robust_accuracy'))} and reaches {pair[1]} "
         f"from {pair[0]} {pct(tgt.get('success_rate'), 0)} of the time."
     )
-    if photo:
-        lede = (
-            f'A real photo the ImageNet model calls "{photo.get("clean_label", "?")}" '
-            f'becomes "{photo.get("adv_label", "?")}" after a perturbation of at most '
-            f"{photo.get('eps_text', num(photo.get('eps')))} per pixel. " + lede
-        )
     s = Section("ch02", "2. White-box attacks: a perturbation too small to see", lede)
+    rows = photo.get("photos") or {}
+    if rows:
+        s.tables.append(
+            Table(
+                ["Photo", "True label", "Model says", f"Eps needed to reach {photo.get('target')}"],
+                [
+                    [
+                        str(k),
+                        str(r.get("label")),
+                        f"{r.get('top1')} ({pct(r.get('top1_prob'), 0)})",
+                        "not reached"
+                        if r.get("eps_needed_255") is None
+                        else f"{num(r.get('eps_needed_255'))}/255",
+                    ]
+                    for k, r in rows.items()
+                ],  # fmt: skip
+                caption=f"{photo.get('model', '')} on real photos, targeted PGD",
+            )
+        )
+    for name in [Path(str(f)).name for f in photo.get("figures", [])] + [
+        "ch02_imagenet_ostrich.png"
+    ]:
+        if (root / name).resolve() in used:
+            continue
+        pic = _picture_file(
+            root, name, f"A photo becomes an {photo.get('target', 'ostrich')}",
+            "original photo | perturbation (amplified) | adversarial photo, with the top-5 "
+            "probabilities before and after", used,
+        )  # fmt: skip
+        if pic:
+            pic.caption = "The perturbation is amplified for display; its factor and size are "
+            pic.caption += "written over the middle panel. Red: the target class."
+            s.pictures.append(pic)
     if runs:
         s.tables.append(
             Table(
@@ -284,12 +334,6 @@ def _whitebox(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: se
                 f"clean accuracy {pct(rec.get('clean_accuracy'))}",
             )
         )
-    for name in photo.get("figures", []):
-        pic = _picture_file(root, name, "A photo becomes an ostrich",
-                            "original photo | perturbation (amplified) | adversarial photo, "
-                            "with top-5 probabilities before and after", used)  # fmt: skip
-        if pic:
-            s.pictures.append(pic)
     for name, title in (
         ("ch02_fgsm.png", "FGSM, untargeted"),
         ("ch02_fgsm-targeted.png", f"FGSM, targeted: {pair[0]} → {pair[1]}"),
