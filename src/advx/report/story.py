@@ -268,9 +268,9 @@ def _whitebox(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: se
     photo = rec.get("photo") or {}
     lede = _photo_lede(photo) + (
         f"On chapter 1's model, FGSM flips predictions with a change of at most {num(eps)} per "
-        f"pixel (on a 0..1 scale); targeted, it turns a {pair[0]} into a {pair[1]}. PGD "
-        f"leaves robust accuracy at {pct(pgd.get('robust_accuracy'))} and reaches {pair[1]} "
-        f"from {pair[0]} {pct(tgt.get('success_rate'), 0)} of the time."
+        f'pixel (on a 0..1 scale); targeted, it turns "{pair[0]}" into "{pair[1]}". PGD '
+        f"leaves robust accuracy at {pct(pgd.get('robust_accuracy'))} and reaches "
+        f'"{pair[1]}" from "{pair[0]}" {pct(tgt.get("success_rate"), 0)} of the time.'
     )
     s = Section("ch02", "2. White-box attacks: a perturbation too small to see", lede)
     rows = photo.get("photos") or {}
@@ -363,13 +363,16 @@ def _strong(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: set[
         if any(v.get("succeeded", []))
     }
     small = min(meds.values()) if meds else None
+    flip = min(
+        (r.get("success_rate") or 0.0 for r in runs if r.get("budget") == "none"), default=None
+    )
     s = Section(
         "ch03",
         "3. Stronger white-box attacks drive robust accuracy to about zero",
         f"APGD-CE leaves {pct(apgd.get('robust_accuracy'))} of {rec.get('n', '?')} test images "
         f"correctly classified at {_norm('linf')} eps={num(rec.get('eps'))}; with no budget "
-        "at all, DeepFool and Carlini-Wagner flip every image, and the curve shows how small "
-        "a perturbation suffices"
+        f"at all, the minimal attacks (DeepFool, Carlini-Wagner) flip at least {pct(flip, 0)} "
+        "of the images they attack, and the curve shows how small a perturbation suffices"
         + (f" (median {_norm('l2')} {num(small)})." if small is not None else "."),
     )
     if runs:
@@ -460,13 +463,16 @@ def _blackbox(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: se
     runs = rec.get("runs") or []
     budget = rec.get("budget")
     sq: dict[str, Any] = next((r for r in runs if r.get("sees") == "probabilities"), {})
+    hsj: dict[str, Any] = next((r for r in runs if r.get("sees") == "labels"), {})
     s = Section(
         "ch05",
         "5. Black-box: only the model's outputs, over HTTP, under a query budget",
         f"The model sits behind an HTTP endpoint (Open Inference Protocol). Seeing only "
         f"probabilities, Square fools it on {pct(sq.get('success_rate'), 0)} of the images "
         f"with {num(sq.get('mean_queries'), '.0f')} queries on average; seeing only labels, "
-        f"HopSkipJump still gets through. Budget: {num(budget)} queries per image.",
+        f"HopSkipJump fools {pct(hsj.get('success_rate'), 0)} within "
+        f"{_norm(hsj.get('norm'))} {num(hsj.get('eps'))}. Budget: {num(budget)} queries per "
+        "image.",
     )
     if runs:
         s.tables.append(
@@ -541,13 +547,20 @@ def _text(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: set[Pa
 
     summ = rec.get("summary") or {}
     names = list(rec.get("class_names") or [])
+    shown = [rec["shown"]] if rec.get("shown") else []
+    first = (
+        f"The tweet below, about self-driving cars, flips with {shown[0]['words_changed']} "
+        "misspelled word(s). "
+        if shown and "words_changed" in shown[0]
+        else ""
+    )
     s = Section(
         "ch06",
         "6. Text: a few character edits flip a sentiment classifier",
-        f"{rec.get('recipe', 'DeepWordBug')} misspells a word or two and the {rec.get('arch')} "
-        f"sentiment model changes its mind: success {pct(summ.get('success_rate'), 0)} on "
-        f"{summ.get('n', '?')} test tweets, changing {num(summ.get('mean_words_changed_pct'), '.0f')}% "
-        "of the words on average.",
+        f"{first}{rec.get('recipe', 'DeepWordBug')} swaps and drops characters until the "
+        f"{rec.get('arch')} sentiment model changes its mind: it succeeds on "
+        f"{pct(summ.get('success_rate'), 0)} of {summ.get('n', '?')} test tweets, editing "
+        f"{num(summ.get('mean_words_changed_pct'), '.0f')}% of the words on average.",
     )
     s.tables.append(
         Table(
@@ -574,12 +587,12 @@ def _text(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: set[Pa
             caption=f"{rec.get('arch')} model on {rec.get('dataset')}",
         )
     )
-    shown = [rec["shown"]] if rec.get("shown") else []
     more: list[dict[str, Any]] = []
     rf = root / str(rec.get("results_file", "ch06-results.json"))
     if rf.is_file():
         try:
-            more = [r.to_dict() for r in TextAttackResults.load(rf) if r.succeeded]
+            won = [r for r in TextAttackResults.load(rf) if r.succeeded]
+            more = [r.to_dict() for r in sorted(won, key=lambda r: r.words_changed)]  # fewest first
         except CheckpointError as e:
             s.notes.append(str(e))
     for d in (shown + [m for m in more if m not in shown])[:6]:
