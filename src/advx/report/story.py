@@ -272,7 +272,12 @@ def _whitebox(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: se
         f"leaves robust accuracy at {pct(pgd.get('robust_accuracy'))} and reaches "
         f'"{pair[1]}" from "{pair[0]}" {pct(tgt.get("success_rate"), 0)} of the time.'
     )
-    s = Section("ch02", "2. White-box attacks: a perturbation too small to see", lede)
+    title = "2. White-box attacks: " + (
+        f"a photo becomes an {photo.get('target', 'ostrich')}; FGSM and PGD"
+        if photo.get("photos")
+        else "FGSM and PGD, a perturbation too small to see"
+    )
+    s = Section("ch02", title, lede)
     rows = photo.get("photos") or {}
     if rows:
         s.tables.append(
