@@ -457,6 +457,29 @@ def _transfer(rec: dict[str, Any], root: Path, c: Contents, o: Options, used: se
             else ""
         ),  # fmt: skip
     )
+    rows = []
+    for i, src in enumerate(res.sources):
+        others = [(v, res.targets[j]) for j, v in enumerate(res.matrix[i])
+                  if v is not None and res.targets[j] != src]  # fmt: skip
+        best = max(others, default=None)
+        rows.append([
+            src, pct(res.clean_accuracy.get(src)), pct(res.source_success[i]),
+            pct(sum(v for v, _ in others) / len(others) if others else None),
+            f"{best[1]} ({pct(best[0], 0)})" if best else "—",
+        ])  # fmt: skip
+    s.tables.append(
+        Table(
+            [
+                "Crafted on",
+                "Clean accuracy",
+                "Fools itself (white-box)",
+                "Fools the other models (mean)",
+                "Fools most",
+            ],  # fmt: skip
+            rows,
+            caption="each model's examples, shown to the others (the full matrix is below)",
+        )
+    )
     s.transfer = t
     return s
 
