@@ -52,3 +52,22 @@ def fmnist_test() -> tuple[torch.Tensor, torch.Tensor]:
 def fmnist_cnn():
     """The demo CNN: trained on Fashion-MNIST for 2 epochs (~90% test accuracy)."""
     return _models.trained("fixture", "cnn", "fmnist", 2)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """``advx demo --quick`` run once per session (about a minute): ``(out_dir, output)``.
+    Shared by the demo test and the report tests, which only read what it wrote."""
+    from typer.testing import CliRunner
+
+    from advx.cli import app
+
+    out = tmp_path_factory.mktemp("quick-demo")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only spins on a shared machine
+    try:
+        res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert res.exit_code == 0, res.output
+    return out, res.output

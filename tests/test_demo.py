@@ -12,15 +12,9 @@ from advx.cli import app
 from advx.demo import chapters
 
 
-def test_quick_demo_tells_the_whole_story(tmp_path: Path) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: a second thread only spins on a shared machine
-    try:
-        res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
-    finally:
-        torch.set_num_threads(threads)
-    assert res.exit_code == 0, res.output
-    out = re.sub(r"\s+", " ", res.output)
+def test_quick_demo_tells_the_whole_story(quick_demo: tuple[Path, str]) -> None:
+    tmp_path, output = quick_demo  # the session's one quick run (tests/conftest.py)
+    out = re.sub(r"\s+", " ", output)
     titles = [c.TITLE for c in chapters()]
     assert len(titles) >= 9
     # each chapter's title is printed, in order, followed by its timing

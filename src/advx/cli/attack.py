@@ -443,10 +443,11 @@ def run_attack(
     clear_parts(run_dir)
     files = {"result": "result.safetensors", "summary": "summary.json"}
     if len(target.input_shape) == 3 and target.input_shape[0] in (1, 3) and result.attacked.any():
-        from advx.report.figures import adversarial_figure
+        from advx.report.figures import adversarial_figure, save_examples
 
         adversarial_figure(x, result, target.class_names, k=figure_k, path=run_dir / "examples.png")
         files["figure"] = "examples.png"
+        files["examples"] = save_examples(x, result, run_dir, k=max(figure_k, 8)).name
     record = {
         **stats,
         "model": str(model),
@@ -454,6 +455,8 @@ def run_attack(
         "labels": "model predictions" if images is not None else "dataset",
         "split": split,
         "targets": targets,
+        "access": need.name.lower(),
+        "class_names": list(target.class_names),
         "config": atk.config,
         "files": files,
         "identity": run_identity(

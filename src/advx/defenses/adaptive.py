@@ -168,7 +168,12 @@ class AttackOutcome:
 
 @dataclass
 class DetectorReport:
-    """What :func:`evaluate_detector` measured (``to_json()`` for the CLI and reports)."""
+    """What :func:`evaluate_detector` measured (``to_json()`` for the CLI and reports).
+
+    ``scores`` keeps the detector's score of every clean input (``"clean"``) and of the
+    adversarial inputs that fool the bare model (``"non_adaptive"``, ``"adaptive"``), so
+    a report can draw the ROC curves without running anything again.
+    """
 
     kind: str
     n: int
@@ -181,6 +186,7 @@ class DetectorReport:
     adaptive: AttackOutcome | None
     cost: dict[str, Any] = field(default_factory=dict)
     attack: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -203,6 +209,16 @@ def _outcome(
         defended_accuracy=defended_accuracy(pred_sys, y, system.reject_label, adversarial=True),
         seconds=seconds,
     )
+
+
+def _fooling_scores(
+    model: Classifier, det: Detector, x_adv: Tensor, y: Tensor, attacked: Tensor
+) -> list[float]:
+    """The detector's scores of the attacked examples whose ``x_adv`` fools ``model``."""
+    with det.frozen(), torch.no_grad():
+        pred = torch.cat([model(x_adv[i : i + 500]).argmax(1) for i in range(0, len(x_adv), 500)])
+    fooled = attacked & (pred != y)
+    return det.score(x_adv[fooled]).tolist() if bool(fooled.any()) else []
 
 
 def evaluate_detector(
@@ -271,6 +287,10 @@ def evaluate_detector(
         if progress:
             progress(f"{attack} (non-adaptive)", min(1.0, (i + batch_size) / len(x)))
     non_adaptive = _outcome(model, detector, system, x_na, y, correct, time.perf_counter() - t0)
+    scores = {
+        "clean": detector.score(x).tolist(),
+        "non_adaptive": _fooling_scores(model, detector, x_na, y, correct),
+    }
     outcome = None
     if adaptive:
         surrogate = RejectingClassifier(model, detector.bpda())
@@ -289,6 +309,7 @@ def evaluate_detector(
                 if progress:
                     progress("adaptive PGD", min(1.0, (i + batch_size) / max(1, idx_all.numel())))
         outcome = _outcome(model, detector, system, x_ad, y, correct, time.perf_counter() - t0)
+        scores["adaptive"] = _fooling_scores(model, detector, x_ad, y, correct)
     return DetectorReport(
         kind=detector.kind,
         n=int(len(y)),
@@ -307,4 +328,5 @@ def evaluate_detector(
             "adaptive": {"attack": "adaptive-pgd", "steps": adaptive_steps, "kappa": kappa,
                          "weight": weight} if adaptive else None,
         },
+        scores=scores,
     )  # fmt: skip

@@ -95,6 +95,28 @@ def render_page(
     )
 
 
+def _save_for_report(
+    ctx: Any, model: Any, test: Any, shown: Any, pred: Tensor, acc: float, dataset: str,
+    epochs: int,
+) -> None:  # fmt: skip
+    """``OUT/ch01.json`` and ``OUT/ch01_grid.png`` (16 test images, predicted classes)."""
+    from advx.report.figures import image_grid
+    from advx.report.story import save_chapter
+
+    names = tuple(model.class_names)
+    k = min(16, len(shown))
+    titles = [
+        names[int(p)] if int(p) == int(t) else f"{names[int(p)]} ✗ {names[int(t)]}"
+        for p, t in zip(pred[:k], shown.y[:k], strict=True)
+    ]
+    image_grid(shown.x[:k], path=ctx.out / "ch01_grid.png", titles=titles, ncols=8,
+               bounds=model.bounds)  # fmt: skip
+    save_chapter(ctx.out, "ch01", {
+        "arch": ARCH, "dataset": dataset, "epochs": epochs, "test_accuracy": acc,
+        "n_test": len(test), "parameters": model.num_parameters(),
+    })  # fmt: skip
+
+
 def run(ctx: Any) -> None:
     """Train (or reuse) the demo model and show what it predicts."""
     from advx.cli.train import training_progress
@@ -147,6 +169,7 @@ def run(ctx: Any) -> None:
         encoding="utf-8",
     )
     ctx.console.print(f"[dim]page: {page}[/dim]")
+    _save_for_report(ctx, model, test, shown, pred, acc, dataset, config.epochs)
     ctx.artifacts["model_dir"] = model_dir
     ctx.artifacts["model"] = model
     ctx.artifacts["test"] = test

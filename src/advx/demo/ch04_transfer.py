@@ -104,4 +104,9 @@ def run(ctx: Any) -> None:
     for f in findings:
         mark = {True: "[green]agrees[/green]", False: "[red]differs[/red]", None: "n/a"}[f["holds"]]
         ctx.console.print(f"{mark} {f['claim']} [dim]({f['evidence']})[/dim]")
+    from advx.report.story import save_chapter
+
+    save_chapter(
+        ctx.out, "ch04", {"transfer_dir": out.name, "dataset": dataset, "eps": eps, "n": n}
+    )
     ctx.artifacts["transfer"] = {"dir": out, "result": res, "findings": findings}

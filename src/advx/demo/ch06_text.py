@@ -112,6 +112,13 @@ def run(ctx: Any) -> None:
         encoding="utf-8",
     )
     ctx.console.print(f"[dim]page: {page}[/dim]")
+    from advx.report.story import save_chapter
+
+    save_chapter(ctx.out, "ch06", {
+        "dataset": dataset, "arch": ARCH, "recipe": "DeepWordBug", "summary": summ,
+        "class_names": list(names), "shown": shown.to_dict() if shown else None,
+        "results_file": "ch06-results.json",
+    })  # fmt: skip
     ctx.artifacts["text_model_dir"] = model_dir
     ctx.artifacts["text_results"] = run_res
     ctx.artifacts["text_example"] = shown

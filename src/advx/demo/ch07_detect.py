@@ -87,4 +87,7 @@ def run(ctx: Any) -> None:
         f"stored statistics (the model has {c['model_parameters']:,} parameters) and "
         f"{c['latency_ratio']:.1f}x the latency per batch."
     )
+    from advx.report.story import save_chapter
+
+    save_chapter(ctx.out, "ch07", {"dataset": dataset, **rep.to_json()})
     ctx.artifacts["detect"] = rep.to_json()

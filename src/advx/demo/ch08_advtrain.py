@@ -20,13 +20,18 @@ EPS = 0.1
 ADV = "fgsm-rs"
 
 
-def _robust(model: Any, x: Any, y: Any, seed: int) -> float:
-    from advx.attacks import AttackResult, create
+#: the eps values of the robust-accuracy curve (PGD-20), as multiples of EPS
+SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def _robust(model: Any, x: Any, y: Any, seed: int) -> list[float]:
+    """PGD-20 accuracy at each eps of ``SWEEP`` (one sweep call)."""
+    from advx.attacks import SweepResult, create
     from advx.metrics import robust_accuracy
     from advx.targets import WhiteBox
 
-    r = cast(AttackResult, create("pgd", eps=EPS, steps=20, seed=seed)(WhiteBox(model), x, y))
-    return robust_accuracy(r)  # one eps: one AttackResult
+    pgd = create("pgd", eps=[EPS * m for m in SWEEP], steps=20, seed=seed)
+    return [robust_accuracy(r) for r in cast(SweepResult, pgd(WhiteBox(model), x, y))]
 
 
 def run(ctx: Any) -> None:
@@ -65,9 +70,10 @@ def run(ctx: Any) -> None:
     robust_model = load(model_dir)
     n = 200 if ctx.quick else 500
     x, y = test.x[:n], test.y[:n]
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for label, m in (("standard", standard), (f"adversarial ({ADV})", robust_model)):
-        rows[label] = {"clean": evaluate(m, test), "pgd20": _robust(m, x, y, ctx.seed)}
+        curve = _robust(m, x, y, ctx.seed)
+        rows[label] = {"clean": evaluate(m, test), "pgd20": curve[SWEEP.index(1.0)], "curve": curve}
     table = Table(title=f"{dataset}: standard vs adversarially trained {ARCH}, linf eps={EPS:g}")
     for col in ("model", "clean accuracy", f"PGD-20 accuracy ({n} images)"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -87,4 +93,15 @@ def run(ctx: Any) -> None:
         f"Robust accuracy goes from {100 * std['pgd20']:.1f}% to {100 * adv['pgd20']:.1f}%; "
         f"clean accuracy changes by {delta:+.2f} points (±{noise:.2f}: {verdict})."
     )
+    from advx.report.story import save_chapter
+
+    save_chapter(ctx.out, "ch08", {
+        "dataset": dataset, "arch": ARCH, "adv": ADV, "eps": EPS, "epochs": epochs, "n": n,
+        "verdict": verdict,
+        "models": {"standard": {"label": "standard", **std},
+                   "adversarial": {"label": f"adversarial ({ADV})", **adv}},
+        "checks": read_info(model_dir).get("overfit_checks") or [],
+        "sweep": {"eps": [EPS * m for m in SWEEP],
+                  "accuracy": {k: r["curve"] for k, r in rows.items()}},
+    })  # fmt: skip
     ctx.artifacts["advtrain"] = {"model_dir": model_dir, "eps": EPS, "adv": ADV, **rows}

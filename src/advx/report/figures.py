@@ -113,6 +113,7 @@ def adversarial_figure(
     indices: Tensor | Sequence[int] | None = None,
     title: str | None = None,
     dpi: int = 120,
+    amplify: float | None = None,
 ) -> Path:
     """Draw ``original | perturbation | adversarial`` rows for ``k`` examples of ``result``.
 
@@ -126,10 +127,11 @@ def adversarial_figure(
         path: PNG file to write (parent directories are created).
         title: figure title; default names the attack, norm and eps.
         dpi: resolution.
+        amplify: the factor the perturbation is multiplied by for display (default: the
+            largest "nice" factor that does not clip, see :func:`amplification`).
 
     The perturbation ``x_adv - x`` is drawn as mid-grey plus the perturbation amplified
-    by one factor for all rows (see :func:`amplification`), written in its title, e.g.
-    ``perturbation ×5``. Titles give the predicted class and its confidence; the
+    by one factor for all rows, written in its title, e.g. ``perturbation ×5``. Titles give the predicted class and its confidence; the
     adversarial title is red when the attack succeeded. Returns the written path.
 
     Example:
@@ -146,7 +148,9 @@ def adversarial_figure(
         raise InputError("no attacked example to draw: every example was skipped")
     bounds = result.threat.bounds
     delta = (result.x_adv[idx] - x[idx]).float()
-    amp = amplification(delta, bounds)
+    if amplify is not None and not (math.isfinite(amplify) and amplify > 0):
+        raise InputError(f"amplify must be a positive number, got {amplify}")
+    amp = amplification(delta, bounds) if amplify is None else float(amplify)
     mid = 0.5 * (bounds[0] + bounds[1])
     given = list(class_names) if class_names else []
 
@@ -223,6 +227,36 @@ def image_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path, dpi)
+
+
+EXAMPLES_FILE = "examples.safetensors"
+
+
+def save_examples(
+    x: Tensor, result: AttackResult, run_dir: str | os.PathLike[str], *, k: int = 8
+) -> Path:
+    """Keep what an example figure needs next to a saved result: the clean inputs of the
+    ``k`` examples :func:`select_examples` shows (an :class:`AttackResult` keeps only the
+    adversarial ones), as ``run_dir/examples.safetensors`` with tensors ``index`` (int64
+    ``(k,)``) and ``x`` (``(k, ...)``). A report then redraws the figure, with any
+    amplification, without the data set and without running anything.
+
+    Returns the written path.
+    """
+    from safetensors.torch import save_file
+
+    if x.shape != result.x_adv.shape:
+        raise InputError(
+            f"x has shape {tuple(x.shape)} but the result's inputs have "
+            f"{tuple(result.x_adv.shape)}; pass the clean inputs the attack ran on"
+        )
+    idx = select_examples(result, k)
+    out = Path(run_dir) / EXAMPLES_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file({"index": idx.contiguous(), "x": x[idx].detach().cpu().contiguous()}, str(tmp))
+    tmp.replace(out)
+    return out
 
 
 def triptych_with_top5(

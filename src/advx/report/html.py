@@ -1,11 +1,16 @@
 """Render a run directory into a self-contained HTML page and a Markdown summary.
 
-Everything comes from the files the runs saved — ``run.json`` + ``results.jsonl`` (+
-``examples/``) of evaluations, ``transfer.json`` of transfer matrices, PNG figures of demo
-chapters. Nothing is recomputed: a report made later shows what was measured then.
+Everything comes from the files the runs saved — the demo's chapter records
+(``chNN.json``, see :mod:`advx.report.story`), ``run.json`` + ``results.jsonl`` (+
+``examples/``) of evaluations, ``transfer.json`` of transfer matrices, ``result.json`` +
+``summary.json`` of ``advx attack`` runs, PNG figures. Nothing is recomputed: a report
+made later shows what was measured then.
 
-The page embeds its figures as base64 PNG (no external files, scripts or fonts), so it
-can be mailed or attached to a PR as one file.
+A demo directory reads as the story: one section per chapter, in order, each with a
+sentence of what it shows, tables with human column names and its figures. The page
+embeds its figures as base64 PNG (no external files, scripts or fonts), so it can be
+mailed or attached to a PR as one file; the Markdown summary has the same sections and
+links the same figures, written to ``report-figures/`` next to it.
 
 Example:
     >>> html, md = render_report("runs/eval/cnn-standard")  # doctest: +SKIP
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 REPORT_HTML = "report.html"
 SUMMARY_MD = "summary.md"
 REPORT_JSON = "report.json"
+FIGURES_DIR = "report-figures"
 _MAX_DEPTH = 3
 
 
@@ -71,6 +77,21 @@ class Contents:
     transfers: list[TransferSection] = field(default_factory=list)
     figures: list[dict[str, str]] = field(default_factory=list)  # title, path, uri
     problems: list[str] = field(default_factory=list)
+    attack_runs: list[Path] = field(default_factory=list)
+    story: list[Any] = field(default_factory=list)  # advx.report.story.Section, in order
+    attacks: list[Any] = field(default_factory=list)  # Section per `advx attack` run
+    used: set[Path] = field(default_factory=set)  # figure files a section shows
+
+    @property
+    def loose_figures(self) -> list[dict[str, str]]:
+        """PNG files no section shows."""
+        return [f for f in self.figures if Path(f["path"]).resolve() not in self.used]
+
+    @property
+    def standalone_transfers(self) -> list[TransferSection]:
+        """Transfer matrices no chapter of the story presents."""
+        shown = {id(s.transfer) for s in self.story if s.transfer is not None}
+        return [t for t in self.transfers if id(t) not in shown]
 
 
 def _walk(root: Path, name: str) -> list[Path]:
@@ -82,17 +103,22 @@ def _walk(root: Path, name: str) -> list[Path]:
         for d in frontier:
             if (d / name).is_file():
                 found.append(d / name)
-            nxt.extend(sorted(p for p in d.iterdir() if p.is_dir() and p.name != "examples"))
+            nxt.extend(
+                sorted(
+                    p for p in d.iterdir() if p.is_dir() and p.name not in ("examples", FIGURES_DIR)
+                )
+            )
         frontier = nxt
     return sorted(found)
 
 
 def collect(root: str | Path, *, figures: bool = True) -> Contents:
-    """Find every evaluation run, transfer matrix and (optionally) PNG figure under
-    ``root`` (up to three directory levels deep). Damaged runs are listed in
-    ``problems`` instead of failing the whole report."""
+    """Find every evaluation run, transfer matrix, ``advx attack`` run and (optionally)
+    PNG figure under ``root`` (up to three directory levels deep). Damaged runs are
+    listed in ``problems`` instead of failing the whole report."""
     from advx.evaluate.summary import load_run, summarize_dir
     from advx.evaluate.transfer import TransferResult
+    from advx.report.story import is_attack_run
 
     root = Path(root)
     if not root.is_dir():
@@ -113,14 +139,15 @@ def collect(root: str | Path, *, figures: bool = True) -> Contents:
             )
         except CheckpointError as e:
             c.problems.append(str(e))
+    for p in _walk(root, "result.json"):
+        if is_attack_run(p.parent):
+            c.attack_runs.append(p.parent)
     if figures:
         from advx.report.plots import png_base64
 
         for p in sorted(root.rglob("*.png")):
-            if (
-                "examples" in p.relative_to(root).parts
-                or len(p.relative_to(root).parts) > _MAX_DEPTH + 1
-            ):
+            parts = p.relative_to(root).parts
+            if "examples" in parts or FIGURES_DIR in parts or len(parts) > _MAX_DEPTH + 1:
                 continue
             c.figures.append(
                 {"title": _rel(p, root), "path": str(p), "uri": png_base64(p.read_bytes())}
@@ -133,7 +160,9 @@ def _rel(p: Path, root: Path) -> str:
     return str(r) if str(r) != "." else root.name
 
 
-def _gallery(section: EvalSection, *, k: int = 6, max_eps: int = 3) -> list[dict[str, str]]:
+def _gallery(
+    section: EvalSection, *, k: int = 6, max_eps: int = 3, amplify: float | None = None
+) -> list[dict[str, str]]:
     """Figures ``original | perturbation | adversarial`` from saved examples (if any)."""
     import torch
     from safetensors.torch import load_file
@@ -188,7 +217,7 @@ def _gallery(section: EvalSection, *, k: int = 6, max_eps: int = 3) -> list[dict
             path = Path(tmp) / "g.png"
             try:
                 adversarial_figure(
-                    x, result, names, k=k, path=path,
+                    x, result, names, k=k, path=path, amplify=amplify,
                     title=f"{section.name}: eps={eps:g} ({norm}), smallest successful perturbations",
                 )  # fmt: skip
             except (InputError, ValueError) as e:  # e.g. non-image inputs
@@ -226,10 +255,24 @@ def _roles(result: Any) -> dict[str, str]:
     return roles
 
 
-def prepare(contents: Contents, *, galleries: bool = True) -> Contents:
-    """Add the figures (curves, heatmaps, galleries) and derived findings in place."""
+def prepare(
+    contents: Contents, *, galleries: bool = True, amplification: float | None = None
+) -> Contents:
+    """Add the figures (curves, heatmaps, galleries), derived findings, the story's
+    chapter sections and the attack runs' sections in place.
+
+    Args:
+        galleries: draw example galleries of evaluation runs from saved inputs.
+        amplification: factor perturbations are multiplied by in example figures
+            (default: the largest that does not clip, written on each figure).
+    """
     from advx.evaluate.transfer import papernot_check
     from advx.report.plots import png_base64, robust_curve, transfer_heatmap
+    from advx.report.story import Options, attack_section, story_sections
+
+    if amplification is not None and not (math.isfinite(amplification) and amplification > 0):
+        raise InputError(f"amplification must be a positive number, got {amplification}")
+    options = Options(amplification=amplification)
 
     for s in contents.evals:
         r = s.report
@@ -241,7 +284,7 @@ def prepare(contents: Contents, *, galleries: bool = True) -> Contents:
                 )
             )  # fmt: skip
         if galleries:
-            s.galleries = _gallery(s)
+            s.galleries = _gallery(s, amplify=amplification)
     for t in contents.transfers:
         res = t.result
         t.heatmap = png_base64(
@@ -253,6 +296,15 @@ def prepare(contents: Contents, *, galleries: bool = True) -> Contents:
         roles = _roles(res)
         if len(roles) >= 3:
             t.findings = papernot_check(res, roles)
+    contents.story = story_sections(contents, options)
+    for run in contents.attack_runs:
+        try:
+            contents.attacks.append(attack_section(run, contents.root, options))
+        except CheckpointError as e:
+            contents.problems.append(str(e))
+            continue
+        for name in ("examples.png",):
+            contents.used.add((run / name).resolve())
     return contents
 
 
@@ -267,6 +319,7 @@ def _env() -> Any:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["pct"] = _fmt_pct
+    env.filters["mdcell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, default=str)
     env.filters["num"] = lambda v: (
         "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
@@ -281,6 +334,7 @@ def render_report(
     title: str | None = None,
     notes: Sequence[Mapping[str, Any]] = (),
     galleries: bool = True,
+    amplification: float | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.html``, ``summary.md`` and ``report.json`` for everything saved
     under ``run_dir``.
@@ -293,21 +347,34 @@ def render_report(
         notes: extra sections, each ``{"title": str, "text": str, "numbers": {k: v}}``
             (the demo passes one per chapter).
         galleries: draw example galleries from saved adversarial inputs.
+        amplification: factor perturbations are multiplied by in example figures
+            (default: per figure, the largest that does not clip; always written on it).
 
     Returns:
         ``(html_path, markdown_path)``.
 
     Raises:
-        InputError: ``run_dir`` is not a directory or holds no results at all.
+        InputError: ``run_dir`` is not a directory or holds no results at all, or
+            ``amplification`` is not a positive number.
     """
+    from advx.report.story import load_chapters
+
     root = Path(run_dir)
     contents = collect(root)
-    if not (contents.evals or contents.transfers or contents.figures or notes):
+    if not (
+        contents.evals
+        or contents.transfers
+        or contents.figures
+        or contents.attack_runs
+        or load_chapters(root)
+        or notes
+    ):
         raise InputError(
-            f"{root} holds no results (no run.json, transfer.json or figures); "
-            "run `advx eval`, `advx transfer` or `advx demo` first"
+            f"{root} holds no results (no run.json, transfer.json, result.json, chapter "
+            "records or figures); run `advx attack`, `advx eval`, `advx transfer` or "
+            "`advx demo` first"
         )
-    prepare(contents, galleries=galleries)
+    prepare(contents, galleries=galleries, amplification=amplification)
     ctx = {
         "title": title or f"advx report — {root.resolve().name}",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -318,6 +385,7 @@ def render_report(
     env = _env()
     dest = Path(out) if out is not None else root
     dest.mkdir(parents=True, exist_ok=True)
+    _write_figures(contents, dest / FIGURES_DIR)
     html_path = dest / REPORT_HTML
     md_path = dest / SUMMARY_MD
     _atomic_write(html_path, env.get_template("report.html").render(**ctx))
@@ -326,13 +394,34 @@ def render_report(
     return html_path, md_path
 
 
+def _write_figures(contents: Contents, folder: Path) -> None:
+    """Write every section's figures as PNG files for the Markdown summary to link
+    (``folder`` is emptied of earlier reports' figures first)."""
+    import re
+
+    sections = [*contents.story, *contents.attacks]
+    if folder.is_dir():
+        for old in folder.glob("*.png"):
+            old.unlink()
+    for i, sec in enumerate(sections, start=1):
+        for j, pic in enumerate(sec.pictures, start=1):
+            slug = re.sub(r"[^a-z0-9]+", "-", pic.title.lower()).strip("-")[:40] or "figure"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{i:02d}-{j}-{slug}.png"
+            path.write_bytes(pic.png)
+            pic.file = f"{folder.name}/{path.name}"
+
+
 def as_json(contents: Contents, ctx: Mapping[str, Any]) -> dict[str, Any]:
-    """The machine-readable twin of the page (``report.json``): every evaluation's
-    summary, every transfer matrix with its findings, the notes."""
+    """The machine-readable twin of the page (``report.json``): the story's sections,
+    every ``advx attack`` run, every evaluation's summary, every transfer matrix with
+    its findings, the notes."""
     return {
         "title": ctx["title"],
         "created": ctx["created"],
         "advx": ctx["version"],
+        "story": [s.to_json() for s in contents.story],
+        "attacks": [s.to_json() for s in contents.attacks],
         "evals": [
             {"name": s.name, "path": str(s.path), **s.report.to_json()} for s in contents.evals
         ],
