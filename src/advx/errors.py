@@ -48,3 +48,13 @@ class RemoteError(AdvxError, RuntimeError):
 
 class ConfigError(AdvxError, ValueError):
     """A configuration has unknown keys, wrong types or an unknown registry name."""
+
+
+class AdvxWarning(UserWarning):
+    """Base class of every warning advx issues on purpose."""
+
+
+class EpsRangeWarning(AdvxWarning):
+    """An linf eps larger than the input range (``eps > hi - lo``): the ball holds every
+    valid input, so the attack is unconstrained. Usually a unit mix-up: ``eps=8`` meant
+    for ``[0, 255]`` pixels on a model whose bounds are ``[0, 1]`` (use ``8/255``)."""

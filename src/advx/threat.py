@@ -6,6 +6,8 @@ Shapes: ``x`` is ``(N, *input_shape)``; per-example quantities are ``(N,)``.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
@@ -13,7 +15,7 @@ from typing import Literal, cast
 import torch
 from torch import Tensor
 
-from advx.errors import InputError
+from advx.errors import EpsRangeWarning, InputError
 
 Norm = Literal["linf", "l2", "l1", "l0"]
 NORMS: tuple[str, ...] = ("linf", "l2", "l1", "l0")
@@ -106,6 +108,21 @@ def clip_to_bounds(x: Tensor, bounds: tuple[float, float]) -> Tensor:
     return x.clamp(bounds[0], bounds[1])
 
 
+def _warn_eps_range(values: Sequence[float], lo: float, hi: float) -> None:
+    """Warn (:class:`~advx.errors.EpsRangeWarning`) about a finite linf eps beyond the
+    input range; ``eps == hi - lo`` (a deliberately unbounded ball) stays silent."""
+    too_big = [e for e in values if math.isfinite(e) and e > hi - lo]
+    if too_big:
+        e = max(too_big)
+        hint = f"; did you mean {e:g}/255 = {e / 255:.4g}?" if hi - lo == 1 and e <= 255 else ""
+        warnings.warn(
+            f"linf eps={e:g} exceeds the input range [{lo:g}, {hi:g}]: every valid input is "
+            f"inside the ball, so the attack is unconstrained{hint}",
+            EpsRangeWarning,
+            stacklevel=4,
+        )
+
+
 @dataclass(frozen=True)
 class ThreatModel:
     """What the adversary may change.
@@ -145,6 +162,8 @@ class ThreatModel:
         if not lo < hi:
             raise InputError(f"bounds must satisfy lo < hi, got {self.bounds}")
         object.__setattr__(self, "bounds", (float(lo), float(hi)))
+        if self.norm == "linf":
+            _warn_eps_range(values, float(lo), float(hi))
 
     @property
     def is_sweep(self) -> bool:

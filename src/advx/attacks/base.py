@@ -13,6 +13,7 @@ An attack author writes a frozen, keyword-only dataclass subclass and one method
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
 from abc import ABC, abstractmethod
@@ -29,7 +30,7 @@ from advx.targets import Access, Oracle, Target
 from advx.threat import NORMS, ThreatModel
 
 Model = Callable[[Tensor], Tensor]
-TargetSpec = Tensor | Sequence[int] | str | None
+TargetSpec = Tensor | int | str | Sequence[int] | Sequence[str] | None
 TARGET_HELPERS = ("random", "least-likely", "next")
 
 
@@ -80,18 +81,44 @@ def validate_batch(target: Target, x: Any, y: Any) -> tuple[Tensor, Tensor]:
     return x, y
 
 
+def class_index(name: str, class_names: Sequence[str]) -> int:
+    """The index of class ``name`` among ``class_names``, case-insensitive; a decimal
+    string is an index. Raises :class:`InputError` naming close matches."""
+    key = name.strip().lower()
+    if key.isdigit():
+        return int(key)
+    lowered = [c.lower() for c in class_names]
+    if key in lowered:
+        return lowered.index(key)
+    close = difflib.get_close_matches(key, lowered, n=5, cutoff=0.6)
+    hint = (
+        f"; did you mean {', '.join(repr(class_names[lowered.index(c)]) for c in close)}?"
+        if close
+        else f"; the model's classes are {', '.join(map(repr, class_names[:10]))}"
+        + (", ..." if len(class_names) > 10 else "")
+    )
+    raise InputError(
+        f"targets {name!r} is neither a helper ({', '.join(TARGET_HELPERS)}) nor a class "
+        f"name of the model{hint}"
+    )
+
+
 def resolve_targets(
     spec: TargetSpec,
     y: Tensor,
     scores: Tensor | None,
     num_classes: int,
     generator: torch.Generator,
+    class_names: Sequence[str] = (),
 ) -> Tensor | None:
     """Turn a ``targets=`` argument into a label tensor ``(N,)`` (or None: untargeted).
 
-    ``spec`` is a tensor/sequence of class indices, or one of the helpers ``"random"``
-    (uniform over the classes other than the true one), ``"least-likely"`` (the class the
-    model finds least likely on the clean input; needs scores), ``"next"`` (``(y+1) % C``).
+    ``spec`` is one class for the whole batch (an int such as ``9``, or a class name such
+    as ``"ostrich"``, looked up case-insensitively in ``class_names``), class indices or
+    names per example (tensor or sequence of length N), or one of the helpers
+    ``"random"`` (uniform over the classes other than the true one), ``"least-likely"``
+    (the class the model finds least likely on the clean input; needs scores), ``"next"``
+    (``(y+1) % C``).
     """
     if spec is None:
         return None
@@ -108,22 +135,28 @@ def resolve_targets(
                     "targets='least-likely' needs scores; this target gives labels only"
                 )
             return scores.argmin(dim=1)
-        raise InputError(
-            f"unknown targets helper {spec!r}; use one of {TARGET_HELPERS} or a tensor"
-        )
+        spec = class_index(spec, class_names)
+    elif isinstance(spec, Sequence) and any(isinstance(s, str) for s in spec):
+        spec = [class_index(s, class_names) if isinstance(s, str) else s for s in spec]
     t = torch.as_tensor(spec)
-    if t.is_floating_point() or t.shape != (n,):
+    broadcast = t.dim() == 0 and not t.is_floating_point() and t.dtype != torch.bool
+    if broadcast:
+        t = t.expand(n)  # one class for the whole batch
+    if t.is_floating_point() or t.dtype == torch.bool or t.shape != (n,):
         raise InputError(
-            f"targets must be integer class indices of shape ({n},), got {t.dtype} {tuple(t.shape)}"
+            f"targets must be one class (index or name) or integer class indices of shape "
+            f"({n},), got {t.dtype} {tuple(t.shape)}"
         )
     t = t.long()
     if bool((t < 0).any()) or bool((t >= num_classes).any()):
         raise InputError(f"targets must be in [0, {num_classes - 1}]")
     same = t == y
     if bool(same.any()):
+        which = same.nonzero().flatten()[:5].tolist()
         raise InputError(
-            f"targets equal the true label for examples {same.nonzero().flatten()[:5].tolist()}; "
-            "a targeted attack needs a different class"
+            f"targets equal the true label for examples {which}; a targeted attack needs a "
+            "different class"
+            + (" (leave the examples of the target class out: x[y != target])" if broadcast else "")
         )
     return t
 
@@ -226,8 +259,9 @@ class Attack(ABC):
             target: a :class:`~advx.targets.Target` granting at least ``self.access``.
             x: inputs inside the target's bounds.
             y: true labels.
-            targets: None (untargeted), class indices (N,), or ``"random"``,
-                ``"least-likely"``, ``"next"``.
+            targets: None (untargeted); one class for all (``9`` or a class name such as
+                ``"ostrich"``); class indices or names per example (N,); or
+                ``"random"``, ``"least-likely"``, ``"next"``.
 
         Returns:
             An :class:`AttackResult`, or a :class:`SweepResult` when eps is a list.
@@ -259,7 +293,9 @@ class Attack(ABC):
         ]
         with target.attacking():
             pred_clean, conf_clean, scores = _predict(target, x)
-            tgt = resolve_targets(targets, y, scores, target.num_classes, generator)
+            tgt = resolve_targets(
+                targets, y, scores, target.num_classes, generator, target.class_names
+            )
             attack_idx = (pred_clean == y).nonzero().flatten()
             results: list[AttackResult] = []
             shared: tuple[Tensor, Oracle] | None = None  # minimal attacks run once

@@ -39,7 +39,8 @@ def open_target(
 
     Args:
         spec: a model directory (``model.json`` + ``model.safetensors``, as written by
-            ``advx train`` / :func:`advx.models.save`), or the URL of an Open Inference
+            ``advx train`` / :func:`advx.models.save`), a pretrained zoo name
+            (``efficientnet-lite0``, ``-lite1``, ``-lite2``), or the URL of an Open Inference
             Protocol server (``http://127.0.0.1:8080``: ``advx serve``, MLServer...),
             opened as an :class:`~advx.adapters.HttpTarget`.
         name: shown in messages and reports; default the directory (or model) name.
@@ -62,6 +63,7 @@ def open_target(
 
         outputs = "labels" if labels_only else "auto"
         return HttpTarget(spec, model_name, outputs=outputs, api_key=api_key, name=name)
+    spec = _pretrained_dir(spec)
     path = Path(spec)
     if not path.exists():
         raise CheckpointError(f"no model at {spec}: the path does not exist")
@@ -103,7 +105,18 @@ def target_info(
         return dict(params) if isinstance(params, dict) else {}
     from advx import models
 
-    return dict(models.read_info(Path(spec)))
+    return dict(models.read_info(Path(_pretrained_dir(spec))))
+
+
+def _pretrained_dir(spec: str) -> str:
+    """A name of the pretrained zoo (``efficientnet-lite0``; see
+    :data:`advx.models.PRETRAINED`) -> its converted checkpoint directory; anything else,
+    or an existing path of that name, is returned as is."""
+    from advx.models.pretrained import checkpoint_dir, is_pretrained_name
+
+    if is_pretrained_name(spec) and not Path(spec).exists():
+        return str(checkpoint_dir(spec))
+    return spec
 
 
 def open_data(

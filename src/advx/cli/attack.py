@@ -177,7 +177,8 @@ def attack(
     model: str | None = typer.Argument(
         None,
         metavar="MODEL_DIR",
-        help="Model directory (as written by `advx train`), or the URL of a model server "
+        help="Model directory (as written by `advx train`), a pretrained ImageNet model "
+        "(efficientnet-lite0, -lite1, -lite2), or the URL of a model server "
         "speaking the Open Inference Protocol (advx serve, MLServer...).",
     ),
     model_name: str | None = typer.Option(
@@ -222,6 +223,13 @@ def attack(
         None, help="Evaluation data (dataset name or file); default: the model's dataset."
     ),
     split: str = typer.Option("test", help="Split of the dataset to attack."),
+    images: str | None = typer.Option(
+        None,
+        "--images",
+        help="Your own photos instead of --data: a folder, file or glob ('shots/*.jpg') of "
+        "JPEG/PNG images, resized and centre-cropped to the model's input; each is labelled "
+        "with the model's own prediction (so clean accuracy is 100% by definition).",
+    ),
     out: Path | None = typer.Option(
         None, help="Run directory for results, summary.json and examples.png."
     ),
@@ -232,6 +240,8 @@ def attack(
     """Attack a model with one attack and report clean/robust accuracy and costs.
 
     Example: advx attack runs/demo/model --attack pgd --eps 0.1 --steps 20
+
+    Example: advx attack efficientnet-lite0 --images photos/ --targets ostrich --eps 4/255
     """
     with user_errors():
         if list_:
@@ -266,6 +276,7 @@ def attack(
             model_name=model_name,
             api_key=api_key,
             labels_only=labels_only,
+            images=images,
         )
 
 
@@ -275,15 +286,30 @@ def _target_labels(spec: str | None, class_names: tuple[str, ...]) -> tuple[Any,
         return None, None
     if spec in TARGET_HELPERS:
         return spec, None
-    if spec.isdigit() and int(spec) < len(class_names):
-        return None, int(spec)
-    lowered = [c.lower() for c in class_names]
-    if spec.lower() in lowered:
-        return None, lowered.index(spec.lower())
-    raise ConfigError(
-        f"--targets {spec!r}: use {', '.join(TARGET_HELPERS)}, or a class index/name "
-        f"({', '.join(class_names)})"
-    )
+    from advx.attacks.base import class_index
+    from advx.errors import InputError
+
+    try:
+        fixed = class_index(spec, class_names)  # case-insensitive; close matches on error
+    except InputError as e:
+        raise ConfigError(f"--targets: {e}") from None
+    if not 0 <= fixed < len(class_names):
+        raise ConfigError(f"--targets {spec}: the model has classes 0..{len(class_names) - 1}")
+    return None, fixed
+
+
+def _open_images(images: str | None, target: Any) -> Any:
+    """``--images`` (or, with None, the bundled ``photos``) at the target's resolution."""
+    from advx.data.photos import load_images, load_photos
+
+    shape = tuple(target.input_shape)
+    if len(shape) != 3 or shape[0] != 3 or shape[1] != shape[2]:
+        raise ConfigError(
+            f"--images needs a model taking square RGB images (3, S, S); this one takes {shape}"
+        )
+    if images is None:
+        return load_photos(size=shape[1])
+    return load_images(images, size=shape[1], model=target)
 
 
 def run_attack(
@@ -302,6 +328,7 @@ def run_attack(
     model_name: str | None = None,
     api_key: str | None = None,
     labels_only: bool = False,
+    images: str | None = None,
 ) -> dict[str, Any]:
     """Body of ``advx attack`` after option parsing; returns the summary dict."""
     import json
@@ -332,7 +359,14 @@ def run_attack(
         )
     info = target_info(model, model_name=model_name, api_key=api_key)
     helper, fixed = _target_labels(targets, target.class_names)
-    ds = open_data(data, info, split=split)
+    if images is not None:
+        if data is not None:
+            raise ConfigError("give either --data or --images, not both")
+        ds = _open_images(images, target)
+    else:
+        ds = open_data(data, info, split=split)
+        if ds.name == "photos" and ds.input_shape != target.input_shape:
+            ds = _open_images(None, target)  # the bundled photos at the model's resolution
     x, y = ds.x, ds.y
     if fixed is not None:
         keep = y != fixed
@@ -368,6 +402,7 @@ def run_attack(
         **stats,
         "model": str(model),
         "data": ds.name,
+        "labels": "model predictions" if images is not None else "dataset",
         "split": split,
         "targets": targets,
         "config": atk.config,

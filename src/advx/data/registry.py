@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union, overload
 
-from advx.data import digits, fashion_mnist, tweets
+from advx.data import digits, fashion_mnist, photos, tweets
 from advx.data.core import ImageDataset, TextDataset
 from advx.data.files import IMAGE_SUFFIXES, load_image_folder, load_npz, load_text_csv
 from advx.errors import AdvxError, ConfigError, DataError, DataNotFoundError, InputError
@@ -90,6 +90,16 @@ DATASETS: dict[str, DatasetInfo] = {
             install="part of scikit-learn: `pip install scikit-learn`",
         ),
         DatasetInfo(
+            name=photos.NAME,
+            kind="image",
+            description="7 real photos bundled with scikit-image/scikit-learn, 224x224 RGB, "
+            "human ImageNet-1k labels (evaluation only: both splits are the same photos)",
+            class_names=photos.class_names(),
+            input_shape=(3, photos.DEFAULT_SIZE, photos.DEFAULT_SIZE),
+            sizes={"train": len(photos.PHOTOS), "test": len(photos.PHOTOS)},
+            install=photos.INSTALL_HINT,
+        ),
+        DatasetInfo(
             name=tweets.NAME,
             kind="text",
             description="human-labelled tweet sentiment (negative/neutral/positive), "
@@ -116,12 +126,14 @@ DATASETS: dict[str, DatasetInfo] = {
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     fashion_mnist.NAME: _fmnist_loader,
     digits.NAME: digits.load,
+    photos.NAME: photos.load_split,
     tweets.NAME: _tweets_loader(False),
     tweets.BINARY_NAME: _tweets_loader(True),
 }
 _WHERE: dict[str, Callable[[], str]] = {
     fashion_mnist.NAME: _fmnist_where,
     digits.NAME: digits.where,
+    photos.NAME: photos.where,
     tweets.NAME: lambda: str(tweets.locate()),
     tweets.BINARY_NAME: lambda: str(tweets.locate()),
 }

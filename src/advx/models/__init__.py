@@ -14,6 +14,10 @@ Image models, all taking inputs in ``[0, 1]`` (normalisation happens inside the 
 ``knn``     scikit-learn k-nearest neighbours      (black-box)
 =========  =====================================================================
 
+Pretrained ImageNet classifiers (real weights, offline): :func:`pretrained` opens one of
+:data:`PRETRAINED` (``efficientnet-lite0``, ``-lite1``, ``-lite2``); see
+:mod:`advx.models.pretrained`.
+
 Torch models are :class:`~advx.models.adapter.Classifier` instances; scikit-learn ones
 are :class:`~advx.models.classic.SklearnClassifier` (a score-level
 :class:`~advx.targets.Target`). :data:`ARCHS` describes each; :func:`build` makes an
@@ -36,17 +40,20 @@ from advx.models import image as _image  # noqa: F401  (registers the torch imag
 from advx.models.adapter import Classifier
 from advx.models.checkpoint import load, read_info, save, verify
 from advx.models.classic import SklearnClassifier
+from advx.models.pretrained import PRETRAINED, pretrained
 from advx.models.registry import ARCHS, ArchSpec, build, get_arch, register
 from advx.text import models as _text  # noqa: F401,E402  (registers the text archs)
 
 __all__ = [
     "ARCHS",
+    "PRETRAINED",
     "ArchSpec",
     "Classifier",
     "SklearnClassifier",
     "build",
     "get_arch",
     "load",
+    "pretrained",
     "read_info",
     "register",
     "save",
