@@ -57,6 +57,13 @@ class Monitor:
     calls: int = 0
     expected: int = 0  # model calls the task expects to make (0: unknown)
 
+    limit_s: float = float("inf")  # the job's time bound, counted from restart_clock()
+
+    def restart_clock(self) -> None:
+        """Start the time bound now: loading or training a model on first use does not
+        count against the attack's time."""
+        self.deadline = time.monotonic() + self.limit_s
+
     def check(self) -> None:
         """Raise :class:`Cancelled` if the job was cancelled or ran out of time."""
         if self.cancel_event.is_set():
@@ -207,7 +214,8 @@ class JobRunner:
                 job.state, job.error = "cancelled", "cancelled"
                 continue
             job.state, job.started = "running", time.monotonic()
-            job.monitor.deadline = job.started + self.time_limit_s
+            job.monitor.limit_s = self.time_limit_s
+            job.monitor.restart_clock()
             job.monitor.message = "starting"
             try:
                 job.result = job.fn(job.monitor)

@@ -151,6 +151,7 @@ def run_attack(
         raise InputError(f"the image is {tuple(x.shape[1:])}; {key} takes {full.input_shape}")
     access = IMAGE_ATTACKS[settings.attack][1]
     target = _target(model, access, key)
+    monitor.restart_clock()
     monitor.expected = settings.expected_calls()
     monitor.report(0.0, f"running {settings.attack} on {key}")
     with monitor.watching(zoo.modules(key)):
@@ -231,6 +232,7 @@ def run_defense(
     names = list(plain.class_names)
     x = x.unsqueeze(0)
     rows: list[dict[str, Any]] = []
+    monitor.restart_clock()
     mods = [*zoo.modules(keys["plain"]), *zoo.modules(keys["adversarial"]), *zoo.modules(keys["guarded"])]
     with monitor.watching(mods):
 
@@ -326,6 +328,7 @@ def run_text(
         raise InputError(f"queries must be 10..{MAX_QUERIES}, got {max_queries}")
     model = zoo.get(key, lambda m: monitor.report(0.0, m))
     attack = recipes.create(recipe, max_queries=max_queries, seed=0)
+    monitor.restart_clock()
     monitor.expected = max_queries
     monitor.report(0.05, f"running {recipe} on {key}")
     with monitor.watching(zoo.modules(key)), torch.no_grad():
@@ -364,6 +367,15 @@ def evaluation_data(zoo: Zoo, key: str, n: int) -> tuple[Tensor, Tensor]:
     return ds.x[:n], ds.y[:n]
 
 
+def evaluation_size(zoo: Zoo, key: str) -> int:
+    """How many examples :func:`evaluation_data` has for model ``key``."""
+    from advx.data import load
+
+    entry = zoo.entry(key, "image")
+    ds = load("photos") if entry.dataset == "imagenet" else load(entry.dataset, "test")
+    return len(ds.y)
+
+
 def run_transfer(
     zoo: Zoo, source: str, x: Tensor, settings: AttackSettings, n: int, monitor: Monitor
 ) -> dict[str, Any]:
@@ -383,14 +395,16 @@ def run_transfer(
         if e.key == source:
             continue
         m = zoo.classifier(e.key, lambda msg: monitor.report(0.05, msg))
-        if tuple(m.input_shape) == shape and m.num_classes == src.num_classes:
+        if m.num_classes == src.num_classes:
             others.append(e.key)
     if not others:
-        raise InputError(f"no other model takes {shape} inputs with {src.num_classes} classes")
+        raise InputError(f"no other model has the {src.num_classes} classes of {source}")
+    monitor.restart_clock()
     x = x.unsqueeze(0)
     mods = [m for k in [source, *others] for m in zoo.modules(k)]
     with monitor.watching(mods):
         monitor.report(0.1, f"crafting on {source}")
+        n = min(n, evaluation_size(zoo, source))
         white = WhiteBox(src, name=source)
         y = _scores(white, x)[0].argmax().view(1)
         res = settings.create()(white, x, y)
@@ -400,7 +414,13 @@ def run_transfer(
         for k in [source, *others]:
             t = _target(zoo.get(k), "gradients", k)
             tn = list(t.class_names)
-            c, a = int(t.labels(x)[0]), int(t.labels(xa)[0])
+            xs, xas = x, xa
+            resized = tuple(t.input_shape) != shape  # e.g. lite1 reads 240x240
+            if resized:
+                xs = images.fit_to(x[0], t.input_shape).unsqueeze(0)
+                xas = images.fit_to(xa[0], t.input_shape).unsqueeze(0)
+            with t.attacking():
+                c, a = int(t.labels(xs)[0]), int(t.labels(xas)[0])
             per.append(
                 {
                     "model": k,
@@ -409,21 +429,26 @@ def run_transfer(
                     "fooled": a != c and tn[a] != "rejected",
                     "rejected": tn[a] == "rejected",
                     "source": k == source,
+                    "resized": resized,
                 }
             )
-        monitor.report(0.4, f"transfer rate over {n} examples")
-        data = evaluation_data(zoo, source, n)
-        attack_settings = {"steps": settings.steps} if settings.attack != "fgsm" else {}
-        matrix = transfer_matrix(
-            {source: src},
-            {k: zoo.get(k) if not isinstance(zoo.get(k), tuple) else _target(zoo.get(k), "gradients", k) for k in others},
-            data,
-            eps=settings.eps,
-            attack=settings.attack,
-            settings=attack_settings,
-            progress=lambda done, total, _d: monitor.report(0.4 + 0.6 * done / max(total, 1)),
-        )
-    rates = {k: matrix.rate(source, k) for k in others}
+        same = [k for k in others if tuple(zoo.classifier(k).input_shape) == shape]
+        rates: dict[str, float | None] = {}
+        source_success = None
+        if same:
+            monitor.report(0.4, f"transfer rate over {n} examples")
+            attack_settings = {"steps": settings.steps} if settings.attack != "fgsm" else {}
+            matrix = transfer_matrix(
+                {source: src},
+                {k: _target(zoo.get(k), "gradients", k) for k in same},
+                evaluation_data(zoo, source, n),
+                eps=settings.eps,
+                attack=settings.attack,
+                settings=attack_settings,
+                progress=lambda done, total, _d: monitor.report(0.4 + 0.6 * done / max(total, 1)),
+            )
+            rates = {k: matrix.rate(source, k) for k in same}
+            source_success = matrix.source_success[0]
     return {
         "source": source,
         "eps_255": settings.eps_255,
@@ -432,8 +457,7 @@ def run_transfer(
         "images": {"original": data_url(images.to_png(x[0])), "adversarial": data_url(images.to_png(xa[0]))},
         "models": per,
         "rates": rates,
-        "source_success": matrix.source_success[0],
-        "clean_accuracy": matrix.clean_accuracy,
+        "source_success": source_success,
         "n": n,
     }
 
@@ -468,6 +492,9 @@ def run_robustness(
     for k in keys:
         if zoo.entry(k, "image").dataset != first.dataset:
             raise InputError("the models of one sweep must share a dataset")
+    for k in keys:
+        zoo.get(k, lambda m: monitor.report(0.0, m))
+    monitor.restart_clock()
     x, y = evaluation_data(zoo, keys[0], n)
     grid = sorted({round(max_eps_255 * i / 5) for i in range(6)})
     eps = [e / 255.0 for e in grid]

@@ -3,7 +3,7 @@
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
-const state = { info: null, classes: [], image: null, defImage: null, trImage: null };
+const state = { info: null, classes: [], classesLoading: null, image: null, defImage: null, trImage: null };
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -117,7 +117,8 @@ function attackChanged() {
 async function imageModelChanged() {
   const key = $("#model").value;
   fillGallery($("#photos"), key, (img) => { state.image = img; });
-  await loadClasses(key);
+  state.classesLoading = loadClasses(key);
+  await state.classesLoading;
 }
 
 async function uploadFile(file) {
@@ -145,6 +146,7 @@ async function runImage() {
     eps_255: Number($("#eps").value), steps: Number($("#steps").value), max_queries: Number($("#queries").value),
   };
   if ($("#goal-targeted").checked) {
+    if (!state.classes.length) await state.classesLoading;
     const idx = state.classes.indexOf($("#target-class").value.trim());
     if (idx < 0) { showError($(".controls > .error", panel), "pick the target class from the list"); return; }
     body.target = idx;
@@ -232,7 +234,7 @@ async function runTransfer() {
   const out = $("#tr-results");
   out.hidden = false;
   const rows = r.models.map((m) => el("tr", { class: m.source ? "source" : "" },
-    el("td", { text: m.source ? `${m.model} (crafted here)` : m.model }),
+    el("td", { text: m.source ? `${m.model} (crafted here)` : `${m.model}${m.resized ? " (example resized to its input)" : ""}` }),
     el("td", { text: m.before }), el("td", { text: m.after }), el("td", {}, verdict(m)),
     el("td", { text: m.source ? (r.source_success == null ? "–" : pct(r.source_success)) : (r.rates[m.model] == null ? "–" : pct(r.rates[m.model])) })));
   out.replaceChildren(
