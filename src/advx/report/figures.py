@@ -223,3 +223,121 @@ def image_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path, dpi)
+
+
+def triptych_with_top5(
+    x: Tensor,
+    x_adv: Tensor,
+    probs_before: Tensor,
+    probs_after: Tensor,
+    class_names: Sequence[str] | None = None,
+    *,
+    amplify: float | None = None,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    target: int | None = None,
+    k: int = 5,
+    title: str | None = None,
+) -> Any:
+    """One adversarial example as the story tells it: ``original | perturbation
+    (amplified) | adversarial``, with the model's top-``k`` probabilities before (under the
+    original) and after (under the adversarial) as horizontal bars.
+
+    Args:
+        x, x_adv: the clean and adversarial image, ``(C, H, W)`` or ``(1, C, H, W)``
+            (C = 1 or 3), values in ``bounds``.
+        probs_before, probs_after: class probabilities ``(num_classes,)`` (or
+            ``(1, num_classes)``) on ``x`` and on ``x_adv``.
+        class_names: one name per class (default: the class indices).
+        amplify: factor applied to ``x_adv - x`` around mid-grey in the middle panel;
+            default :func:`amplification` (the largest 1-2-5 factor that does not clip).
+            The factor is written over the panel.
+        bounds: the input domain ``(lo, hi)``.
+        target: a class to highlight in both bar charts (the targeted class).
+        k: bars per chart.
+        title: figure title.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (Agg, no pyplot state); save it with
+        ``fig.savefig(path)``.
+
+    Example:
+        >>> fig = triptych_with_top5(x[0], r.x_adv[0], clf(x[:1]).softmax(1)[0],
+        ...                          clf(r.x_adv[:1]).softmax(1)[0], clf.class_names,
+        ...                          target=9)                   # doctest: +SKIP
+        >>> fig.savefig("ostrich.png")                           # doctest: +SKIP
+    """
+    from matplotlib.figure import Figure
+
+    img, adv = x.detach().float().cpu(), x_adv.detach().float().cpu()
+    if img.dim() == 4 and img.shape[0] == 1:
+        img = img[0]
+    if adv.dim() == 4 and adv.shape[0] == 1:
+        adv = adv[0]
+    if img.shape != adv.shape:
+        raise InputError(f"x {tuple(img.shape)} and x_adv {tuple(adv.shape)} differ in shape")
+    pb = probs_before.detach().float().cpu().flatten()
+    pa = probs_after.detach().float().cpu().flatten()
+    if pb.shape != pa.shape or pb.numel() < 2:
+        raise InputError(
+            f"probs_before {tuple(probs_before.shape)} and probs_after "
+            f"{tuple(probs_after.shape)} must be the same (num_classes,) vector"
+        )
+    if k < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+    if amplify is not None and not amplify > 0:
+        raise InputError(f"amplify must be > 0, got {amplify}")
+    names = list(class_names) if class_names else [str(i) for i in range(pb.numel())]
+    if len(names) != pb.numel():
+        raise InputError(f"{len(names)} class names for {pb.numel()} probabilities")
+    delta = adv - img
+    amp = amplification(delta, bounds) if amplify is None else float(amplify)
+    mid = 0.5 * (bounds[0] + bounds[1])
+    width = bounds[1] - bounds[0]
+
+    fig = Figure(figsize=(10.5, 6.2), layout="constrained")
+    grid = fig.add_gridspec(2, 3, height_ratios=(3.2, 1.6))
+    linf = float(delta.abs().max())
+    over_255 = f" = {linf * 255 / width:.2g}/255" if width > 0 else ""
+    panels = (
+        (img, f"original: {names[int(pb.argmax())]} ({100 * float(pb.max()):.0f}%)", "black"),
+        (mid + amp * delta, f"perturbation ×{amp:g}\n‖δ‖∞ = {linf:.3g}{over_255}", "black"),
+        (adv, f"adversarial: {names[int(pa.argmax())]} ({100 * float(pa.max()):.0f}%)",
+         "crimson" if target is not None and int(pa.argmax()) == target else "black"),
+    )  # fmt: skip
+    for col, (im, label, color) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, col])
+        arr, cmap = _to_display(im, bounds)
+        ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(label, fontsize=10, color=color)
+
+    def bars(col: int, probs: Tensor, heading: str) -> None:
+        ax = fig.add_subplot(grid[1, col])
+        top = probs.topk(min(k, probs.numel()))
+        idx = top.indices.tolist()[::-1]  # largest at the top
+        vals = [100 * v for v in top.values.tolist()[::-1]]
+        colors = ["crimson" if target is not None and i == target else "tab:blue" for i in idx]
+        ax.barh(range(len(idx)), vals, color=colors)
+        ax.set_yticks(range(len(idx)), [names[i] for i in idx], fontsize=8)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("probability (%)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        for j, v in enumerate(vals):
+            ax.text(min(v + 1.5, 80), j, f"{v:.1f}%", va="center", fontsize=7)
+        ax.set_title(heading, fontsize=9)
+
+    bars(0, pb, f"top-{k} before")
+    note = fig.add_subplot(grid[1, 1])
+    note.set_axis_off()
+    if target is not None:
+        note.text(
+            0.5, 0.5,
+            f"target: {names[target]}\nbefore {100 * float(pb[target]):.2g}% → "
+            f"after {100 * float(pa[target]):.1f}%",
+            ha="center", va="center", fontsize=10,
+        )  # fmt: skip
+    bars(2, pa, f"top-{k} after")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
