@@ -21,7 +21,11 @@ import torch
 from advx.playground import create_app, default_zoo, images
 from advx.playground.images import UploadError
 
-CACHE = Path(os.environ.get("ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models"))
+CACHE = Path(
+    os.environ.get(
+        "ADVX_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "test-models"
+    )
+)
 
 
 def _png(a: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:
@@ -114,11 +118,20 @@ def test_page_static_files_and_info(client: Any) -> None:
     info = client.get("/api/info").json()
     keys = [m["key"] for m in info["models"]]
     assert {"digits-cnn", "digits-cnn-advtrained", "digits-cnn+squeeze"} <= set(keys)
-    assert [a["slug"] for a in info["attacks"]] == ["fgsm", "pgd", "apgd-ce", "cw-l2", "square", "hopskipjump"]
+    assert [a["slug"] for a in info["attacks"]] == [
+        "fgsm",
+        "pgd",
+        "apgd-ce",
+        "cw-l2",
+        "square",
+        "hopskipjump",
+    ]
     assert {r["slug"] for r in info["recipes"]} == {"deepwordbug", "hotflip", "pwws", "textfooler"}
 
 
-def test_targeted_pgd_reaches_the_target_and_the_download_is_what_was_shown(client: Any, zoo: Any) -> None:
+def test_targeted_pgd_reaches_the_target_and_the_download_is_what_was_shown(
+    client: Any, zoo: Any
+) -> None:
     photos = client.get("/api/photos/digits-cnn").json()
     assert len(photos) == 10 and photos[0]["url"].startswith("data:image/png;base64,")
     j = run(client, "image", {"model": "digits-cnn", "image": {"photo": photos[0]["id"]},
@@ -127,7 +140,9 @@ def test_targeted_pgd_reaches_the_target_and_the_download_is_what_was_shown(clie
     r = j["result"]
     assert r["before"]["name"] == photos[0]["label"] and r["after"]["name"] == "3" and r["fooled"]
     assert r["linf_255"] <= 64 + 1e-3 and r["queries"] > 0
-    assert [t["p"] for t in r["after"]["top5"]] == sorted((t["p"] for t in r["after"]["top5"]), reverse=True)
+    assert [t["p"] for t in r["after"]["top5"]] == sorted(
+        (t["p"] for t in r["after"]["top5"]), reverse=True
+    )
     png = client.get(f"/api/jobs/{j['id']}/adversarial.png")
     assert png.headers["content-type"] == "image/png"
     x = images.from_png(png.content, 1).unsqueeze(0)
@@ -157,7 +172,10 @@ def test_uploaded_image_is_attacked_and_bad_uploads_get_messages(client: Any) ->
     assert huge.status_code == 413 and "limit" in huge.json()["error"]
     gone = client.post("/api/run/image", json={"model": "digits-cnn", "image": {"upload": "nope"}})
     assert gone.status_code == 400 and "upload it again" in gone.json()["error"]
-    wrong = client.post("/api/run/image", json={"model": "digits-cnn", "image": {"photo": "digits:0"}, "eps_255": 999})
+    wrong = client.post(
+        "/api/run/image",
+        json={"model": "digits-cnn", "image": {"photo": "digits:0"}, "eps_255": 999},
+    )
     assert wrong.status_code == 400 and "eps" in wrong.json()["error"]
     assert client.get("/api/info").status_code == 200  # still serving
 
@@ -220,12 +238,20 @@ def test_robustness_and_transfer_views(client: Any) -> None:
     assert 0.0 <= t["rates"]["digits-mlp"] <= 1.0
 
 
-@pytest.mark.slow
 def test_defense_view_adversarial_training_detector_and_adaptive_attack(client: Any) -> None:
-    j = run(client, "defense", {"image": {"photo": "digits:3"}, "attack": "pgd", "eps_255": 51, "steps": 20})
+    j = run(
+        client,
+        "defense",
+        {"image": {"photo": "digits:3"}, "attack": "pgd", "eps_255": 51, "steps": 20},
+    )
     assert j["state"] == "done", j
     rows = j["result"]["rows"]
-    assert [r["model"] for r in rows] == ["digits-cnn", "digits-cnn-advtrained", "digits-cnn+squeeze", "digits-cnn+squeeze"]
+    assert [r["model"] for r in rows] == [
+        "digits-cnn",
+        "digits-cnn-advtrained",
+        "digits-cnn+squeeze",
+        "digits-cnn+squeeze",
+    ]
     assert rows[0]["fooled"]
     for r in rows:
         assert not (r["fooled"] and r["rejected"])

@@ -119,15 +119,23 @@ def test_a_text_attack_highlights_the_edits(server: tuple[str, Any]) -> None:
     with _browser.open_page(1300, 900) as page:
         page.goto(url)
         page.click('#tabs button[data-tab="text"]')
-        page.fill("#text-input", "I hate waiting for the bus, it is always late and the drivers are rude")
+        page.fill(
+            "#text-input", "I hate waiting for the bus, it is always late and the drivers are rude"
+        )
         page.select_option("#recipe", "deepwordbug")
         page.click("#text-run")
         error = "#tab-text .controls > .error"
-        page.wait_for_selector(f"#text-results:not([hidden]), {error}:not([hidden])", timeout=240_000)
+        page.wait_for_selector(
+            f"#text-results:not([hidden]), {error}:not([hidden])", timeout=240_000
+        )
         assert page.is_hidden(error), page.text_content(error)
         _browser.screenshot(page, "playground-text")
-        edits = page.eval_on_selector_all("#text-adversarial mark.edit", "es => es.map(e => e.textContent)")
-        removed = page.eval_on_selector_all("#text-original del.edit-old", "es => es.map(e => e.textContent)")
+        edits = page.eval_on_selector_all(
+            "#text-adversarial mark.edit", "es => es.map(e => e.textContent)"
+        )
+        removed = page.eval_on_selector_all(
+            "#text-original del.edit-old", "es => es.map(e => e.textContent)"
+        )
         assert edits and len(edits) == len(removed)
         assert all(a != b for a, b in zip(edits, removed, strict=True))
         assert page.text_content("#text-before").startswith("negative")

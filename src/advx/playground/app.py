@@ -37,7 +37,7 @@ import advx
 from advx.errors import AdvxError, InputError
 from advx.playground import images, tasks
 from advx.playground.jobs import Busy, JobRunner
-from advx.playground.zoo import Zoo
+from advx.playground.zoo import Zoo, image_data
 
 CLIENT_COOKIE = "advx_client"
 KEY_COOKIE = "advx_key"
@@ -89,7 +89,8 @@ class _Uploads:
 
     def get(self, client: str, uid: str) -> Tensor:
         with self._lock:
-            x = self._data.get(client, {}).get(uid)
+            mine = self._data.get(client)
+            x = None if mine is None else mine.get(uid)
         if x is None:
             raise InputError("that upload is gone (the page keeps your last 4); upload it again")
         return x
@@ -97,10 +98,8 @@ class _Uploads:
 
 def _photos(zoo: Zoo, key: str) -> list[tuple[str, str, Tensor]]:
     """(id, label, image) of the bundled examples for model ``key``'s dataset."""
-    from advx.data import load
-
     entry = zoo.entry(key, "image")
-    ds = load("photos") if entry.dataset == "imagenet" else load(entry.dataset, "test")
+    ds = image_data(entry.dataset)
     names = list(getattr(ds, "class_names", ()) or ())
     titles = list(getattr(ds, "names", ()) or ())
     picks: list[int] = []
@@ -221,7 +220,11 @@ def create_app(
                 {"slug": k, "label": v[0], "access": v[1]} for k, v in tasks.IMAGE_ATTACKS.items()
             ],
             "recipes": [
-                {"slug": r, "summary": recipes.get(r).summary, "white_box": recipes.get(r).white_box}
+                {
+                    "slug": r,
+                    "summary": recipes.get(r).summary,
+                    "white_box": recipes.get(r).white_box,
+                }
                 for r in recipes.names()
             ],
             "limits": {
@@ -270,7 +273,9 @@ def create_app(
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_upload_bytes:
-                raise _Reject(413, f"the file is over the limit of {max_upload_bytes / 2**20:.0f} MiB")
+                raise _Reject(
+                    413, f"the file is over the limit of {max_upload_bytes / 2**20:.0f} MiB"
+                )
             chunks.append(chunk)
         x = images.decode_upload(b"".join(chunks), max_bytes=max_upload_bytes)
         uid = uploads.add(client, x)
@@ -285,9 +290,7 @@ def create_app(
             x = uploads.get(client, str(spec["upload"]))
         elif "photo" in spec:
             pid = str(spec["photo"])
-            ds_key = next(
-                (e.key for e in zoo.of("image") if pid.startswith(e.dataset + ":")), None
-            )
+            ds_key = next((e.key for e in zoo.of("image") if pid.startswith(e.dataset + ":")), None)
             if ds_key is None:
                 raise InputError(f"unknown photo {pid!r}")
             match = [p for p in photos_of(ds_key) if p[0] == pid]
@@ -297,7 +300,9 @@ def create_app(
         else:
             raise InputError("pick a photo or upload an image first")
         if tuple(x.shape) == shape:
-            return x
+            # on the 8-bit grid, as the page shows it: then the adversarial example,
+            # rounded to 8 bits for its PNG, stays inside the eps-ball (eps is k/255)
+            return images.quantise(x)
         if x.shape[0] == 1:
             x = x.repeat(3, 1, 1)
         return images.fit_to(x, shape)
@@ -339,9 +344,7 @@ def create_app(
                 plain = next(e for e in zoo.of("image") if e.role == "adversarial")
                 ds = plain.dataset
                 keys = {
-                    role: next(
-                        e.key for e in zoo.of("image") if e.dataset == ds and e.role == role
-                    )
+                    role: next(e.key for e in zoo.of("image") if e.dataset == ds and e.role == role)
                     for role in ("adversarial", "guarded")
                 }
                 keys["plain"] = next(

@@ -71,7 +71,7 @@ def decode_upload(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Tensor:
     if img.mode in ("LA", "PA", "RGBA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)  # transparent pixels show as white
+        img = Image.alpha_composite(white, rgba)  # type: ignore[assignment]  # transparent pixels show as white
     rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
 

@@ -83,7 +83,6 @@ class Monitor:
         """Check the stop flag (and count rows) on every forward call of ``modules``."""
 
         def hook(_m: nn.Module, inputs: tuple[Any, ...]) -> None:
-            first = inputs[0] if inputs else None
             self.calls += 1
             if self.expected:
                 self.progress = max(self.progress, min(0.99, self.calls / self.expected))

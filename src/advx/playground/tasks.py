@@ -22,7 +22,7 @@ from torch import Tensor
 from advx.errors import InputError
 from advx.playground import images
 from advx.playground.jobs import Monitor
-from advx.playground.zoo import Zoo
+from advx.playground.zoo import Zoo, image_data
 
 # attacks offered on the image tab: slug -> (label, access, extra settings)
 IMAGE_ATTACKS: dict[str, tuple[str, str]] = {
@@ -59,7 +59,9 @@ class AttackSettings:
     def check(self) -> AttackSettings:
         """Raise :class:`InputError` on settings out of range."""
         if self.attack not in IMAGE_ATTACKS:
-            raise InputError(f"unknown attack {self.attack!r}; choose one of {', '.join(IMAGE_ATTACKS)}")
+            raise InputError(
+                f"unknown attack {self.attack!r}; choose one of {', '.join(IMAGE_ATTACKS)}"
+            )
         if not 0 <= self.eps_255 <= MAX_EPS_255:
             raise InputError(f"eps must be 0..{MAX_EPS_255} (in /255), got {self.eps_255}")
         if not 1 <= self.steps <= MAX_STEPS:
@@ -110,7 +112,9 @@ def data_url(png: bytes) -> str:
 def top5(scores: Tensor, names: Sequence[str]) -> list[dict[str, Any]]:
     """The five most probable classes of one score vector ``(C,)``."""
     p, i = scores.float().topk(min(5, scores.numel()))
-    return [{"index": int(c), "name": names[int(c)], "p": float(v)} for v, c in zip(p, i, strict=True)]
+    return [
+        {"index": int(c), "name": names[int(c)], "p": float(v)} for v, c in zip(p, i, strict=True)
+    ]
 
 
 def _target(model: Any, access: str, name: str) -> Any:
@@ -233,7 +237,11 @@ def run_defense(
     x = x.unsqueeze(0)
     rows: list[dict[str, Any]] = []
     monitor.restart_clock()
-    mods = [*zoo.modules(keys["plain"]), *zoo.modules(keys["adversarial"]), *zoo.modules(keys["guarded"])]
+    mods = [
+        *zoo.modules(keys["plain"]),
+        *zoo.modules(keys["adversarial"]),
+        *zoo.modules(keys["guarded"]),
+    ]
     with monitor.watching(mods):
 
         def attack_on(name: str, target: Any, attack: Any, x_in: Tensor) -> dict[str, Any]:
@@ -256,7 +264,9 @@ def run_defense(
             }
 
         monitor.report(0.3, f"attacking {keys['plain']}")
-        r_plain = attack_on(keys["plain"], WhiteBox(plain, name=keys["plain"]), settings.create(), x)
+        r_plain = attack_on(
+            keys["plain"], WhiteBox(plain, name=keys["plain"]), settings.create(), x
+        )
         rows.append({**r_plain, "what": "plain model, attacked directly"})
         monitor.report(0.45, f"attacking {keys['adversarial']}")
         rows.append(
@@ -336,7 +346,10 @@ def run_text(
         y = int(torch.as_tensor(probs)[0].argmax())
         res = attack(model, [text], [y])[0]
     names = list(model.class_names)
-    segs = [{"old": s.old, "new": s.new, "changed": s.changed} for s in word_diff(res.original, res.adversarial)]
+    segs = [
+        {"old": s.old, "new": s.new, "changed": s.changed}
+        for s in word_diff(res.original, res.adversarial)
+    ]
     return {
         "model": key,
         "recipe": recipe,
@@ -357,23 +370,13 @@ def run_text(
 def evaluation_data(zoo: Zoo, key: str, n: int) -> tuple[Tensor, Tensor]:
     """``n`` labelled examples for the dataset of model ``key`` (test split; the bundled
     photos for ImageNet, labelled by their ImageNet class)."""
-    from advx.data import load
-
-    entry = zoo.entry(key, "image")
-    if entry.dataset == "imagenet":
-        ds = load("photos")
-    else:
-        ds = load(entry.dataset, "test")
+    ds = image_data(zoo.entry(key, "image").dataset)
     return ds.x[:n], ds.y[:n]
 
 
 def evaluation_size(zoo: Zoo, key: str) -> int:
     """How many examples :func:`evaluation_data` has for model ``key``."""
-    from advx.data import load
-
-    entry = zoo.entry(key, "image")
-    ds = load("photos") if entry.dataset == "imagenet" else load(entry.dataset, "test")
-    return len(ds.y)
+    return len(image_data(zoo.entry(key, "image").dataset).y)
 
 
 def run_transfer(
@@ -454,7 +457,10 @@ def run_transfer(
         "eps_255": settings.eps_255,
         "attack": settings.attack,
         "label": names[int(y)],
-        "images": {"original": data_url(images.to_png(x[0])), "adversarial": data_url(images.to_png(xa[0]))},
+        "images": {
+            "original": data_url(images.to_png(x[0])),
+            "adversarial": data_url(images.to_png(xa[0])),
+        },
         "models": per,
         "rates": rates,
         "source_success": source_success,
@@ -536,7 +542,12 @@ def run_robustness(
         "curves": curves,
         "attack": attack,
         "n": int(x.shape[0]),
-        "projection": {"model": keys[0], "eps_255": grid[-1], "points": points, "class_names": names},
+        "projection": {
+            "model": keys[0],
+            "eps_255": grid[-1],
+            "points": points,
+            "class_names": names,
+        },
     }
 
 

@@ -27,18 +27,21 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from advx.errors import InputError
+
+if TYPE_CHECKING:
+    from advx.data import ImageDataset
 
 log = logging.getLogger(__name__)
 
 Status = Callable[[str], None]
 
 # small-model training settings: seconds to a minute on two CPU cores, cached afterwards
-_SMALL = {
+_SMALL: dict[str, dict[str, Any]] = {
     "fashion-mnist": {"epochs": 1, "limit": 12000, "adv_eps": 0.1},
     "digits": {"epochs": 20, "limit": None, "adv_eps": 0.2},
 }
@@ -157,7 +160,10 @@ def _small_loader(arch: str, dataset: str, cache: Path) -> Callable[[Status], An
         cfg = default_config(arch, dataset, epochs=s["epochs"], limit=s["limit"], seed=0)
         out = cache / f"{dataset}-{arch}"
         return _cached_train(
-            out, status, f"the {arch} on {dataset}", lambda: train(arch, dataset, config=cfg, out=out)
+            out,
+            status,
+            f"the {arch} on {dataset}",
+            lambda: train(arch, dataset, config=cfg, out=out),
         )
 
     return load
@@ -182,9 +188,10 @@ def _advtrained_loader(dataset: str, cache: Path) -> Callable[[Status], Any]:
     return load
 
 
-def _guarded_loader(dataset: str, cache: Path, base: Callable[[Status], Any]) -> Callable[[Status], Any]:
+def _guarded_loader(
+    dataset: str, cache: Path, base: Callable[[Status], Any]
+) -> Callable[[Status], Any]:
     def load(status: Status) -> Any:
-        from advx.data import load as load_data
         from advx.defenses import load_detector, train_detector
 
         model = base(status)
@@ -192,7 +199,7 @@ def _guarded_loader(dataset: str, cache: Path, base: Callable[[Status], Any]) ->
         if (path / "detector.json").exists():
             return model, load_detector(path, model)
         status("calibrating a feature-squeezing detector once (cached)")
-        ds = load_data(dataset, "train")
+        ds = image_data(dataset, "train")
         det = train_detector(model, ds.x[:2000], ds.y[:2000], kind="squeeze", fpr=0.05)
         det.save(path)
         return model, det
@@ -237,6 +244,16 @@ def _user_loader(path: Path, modality: str) -> Callable[[Status], Any]:
         return models.load(path)
 
     return load
+
+
+def image_data(dataset: str, split: str = "test") -> ImageDataset:
+    """An image dataset by name (``"imagenet"``: the bundled ``photos``)."""
+    from advx.data import ImageDataset, load
+
+    ds = load("photos") if dataset == "imagenet" else load(dataset, split)
+    if not isinstance(ds, ImageDataset):
+        raise InputError(f"{dataset} is not an image dataset")
+    return ds
 
 
 def imagenet_available() -> list[str]:
@@ -316,7 +333,12 @@ def default_zoo(
     entries += [
         ModelEntry(f"{short}-cnn", f"{short} CNN", "image", small, "plain", cnn),
         ModelEntry(
-            f"{short}-mlp", f"{short} MLP", "image", small, "plain", _small_loader("mlp", small, cache)
+            f"{short}-mlp",
+            f"{short} MLP",
+            "image",
+            small,
+            "plain",
+            _small_loader("mlp", small, cache),
         ),
         ModelEntry(
             f"{short}-cnn-advtrained",
