@@ -148,6 +148,9 @@ def test_targeted_pgd_reaches_the_target_and_the_download_is_what_was_shown(
     x = images.from_png(png.content, 1).unsqueeze(0)
     with torch.no_grad():
         assert int(zoo.classifier("digits-cnn")(x).argmax(1)) == 3
+    fig = client.get(f"/api/jobs/{j['id']}/figure.png")  # the report's figure code
+    assert fig.status_code == 200 and fig.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert r["factor"] in (1, 2, 5, 10, 20, 50)
 
 
 def test_black_box_attacks_report_their_queries(client: Any) -> None:

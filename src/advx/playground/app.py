@@ -14,6 +14,7 @@ Routes (JSON answers; errors are ``{"error": "..."}`` with a 4xx status, never a
 ``GET  /api/jobs/{id}``               state, progress, result
 ``POST /api/jobs/{id}/cancel``        stop it at its next model call
 ``GET  /api/jobs/{id}/adversarial.png``  the adversarial image, exactly as evaluated
+``GET  /api/jobs/{id}/figure.png``    the report's figure of that result (same code)
 ====================================  ===================================================
 
 API keys work as in ``advx serve``: with keys set, every request needs
@@ -410,6 +411,21 @@ def create_app(
             job.blobs["adversarial.png"],
             media_type="image/png",
             headers={"content-disposition": f'attachment; filename="adversarial-{job_id}.png"'},
+        )
+
+    @app.get("/api/jobs/{job_id}/figure.png")
+    async def figure(job_id: str, request: Request) -> Response:
+        from anyio import to_thread
+
+        job = runner.get(job_id, client_of(request))
+        if job is None or job.figure is None or job.result is None:
+            raise _Reject(404, "no figure for that run")
+        channels = int(zoo.classifier(job.result["model"]).input_shape[0])
+        png = await to_thread.run_sync(tasks.figure_png, job.blobs, job.figure, channels)
+        return Response(
+            png,
+            media_type="image/png",
+            headers={"content-disposition": f'attachment; filename="figure-{job_id}.png"'},
         )
 
     return app

@@ -130,8 +130,10 @@ def from_png(data: bytes, channels: int) -> Tensor:
 
 
 def amplified(delta: Tensor) -> tuple[Tensor, float]:
-    """The perturbation made visible: ``0.5 + k * delta`` with ``k`` chosen so the
-    largest change reaches the edge of the range; returns the image and ``k``."""
-    m = float(delta.abs().max())
-    k = 0.5 / m if m > 0 else 1.0
+    """The perturbation made visible as the report draws it: ``0.5 + k * delta`` with
+    :func:`advx.report.figures.amplification`'s factor ``k`` (the largest 1-2-5 factor
+    that does not clip); returns the image and ``k``."""
+    from advx.report.figures import amplification
+
+    k = amplification(delta, (0.0, 1.0))
     return (0.5 + k * delta).clamp(0, 1), k

@@ -119,6 +119,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     blobs: dict[str, bytes] = field(default_factory=dict)  # downloads (PNG)
+    figure: dict[str, Any] | None = None  # what the report's figure of the result needs
 
     def view(self) -> dict[str, Any]:
         """The JSON the page polls."""
@@ -219,6 +220,7 @@ class JobRunner:
             try:
                 job.result = job.fn(job.monitor)
                 job.blobs = job.result.pop("_blobs", {}) if job.result else {}
+                job.figure = job.result.pop("_figure", None) if job.result else None
                 job.state = "done"
                 job.monitor.progress = 1.0
                 job.monitor.message = "done"

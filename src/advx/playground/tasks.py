@@ -213,8 +213,36 @@ def run_attack(
             "adversarial": data_url(png),
         },
         "factor": factor,
-        "_blobs": {"adversarial.png": png},
+        "_blobs": {"adversarial.png": png, "original.png": images.to_png(x[0])},
+        "_figure": {
+            "before": before.tolist(),
+            "after": after.tolist(),
+            "names": names,
+            "target": goal,
+            "title": f"{key}: {settings.attack} at eps {settings.eps_255}/255",
+        },
     }
+
+
+def figure_png(blobs: dict[str, bytes], spec: dict[str, Any], channels: int) -> bytes:
+    """The report's figure of an image-tab result (:func:`advx.report.figures.
+    triptych_with_top5`, the code the HTML report uses), as PNG bytes."""
+    import io
+
+    from advx.report.figures import triptych_with_top5
+
+    fig = triptych_with_top5(
+        images.from_png(blobs["original.png"], channels),
+        images.from_png(blobs["adversarial.png"], channels),
+        torch.tensor(spec["before"]),
+        torch.tensor(spec["after"]),
+        spec["names"],
+        target=spec["target"],
+        title=spec["title"],
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
 
 
 def run_defense(
@@ -559,5 +587,6 @@ __all__ = [
     "run_robustness",
     "run_text",
     "run_transfer",
+    "figure_png",
     "top5",
 ]

@@ -171,6 +171,7 @@ async function runImage() {
     ["queries", String(r.queries)],
     ["time", `${r.seconds.toFixed(2)} s`],
   ]);
+  $("#figure").href = `/api/jobs/${r.id}/figure.png`;
   const dl = $("#download");
   dl.href = `/api/jobs/${r.id}/adversarial.png`;
   dl.setAttribute("download", `adversarial-${r.after.name.replace(/[^a-z0-9]+/gi, "_")}.png`);
