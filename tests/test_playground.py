@@ -255,6 +255,8 @@ def test_defense_view_adversarial_training_detector_and_adaptive_attack(client: 
         "digits-cnn+squeeze",
         "digits-cnn+squeeze",
     ]
-    assert rows[0]["fooled"]
+    assert rows[0]["fooled"] and not rows[0]["rejected"]
+    assert rows[2]["image"] == rows[0]["image"]  # the plain model's example, shown to the guard
     for r in rows:
-        assert not (r["fooled"] and r["rejected"])
+        assert not (r["fooled"] and r["rejected"]) and r["linf_255"] <= 51 + 1e-3
+        assert (r["after"]["p"] is None) == (r["after"]["name"] == "rejected")

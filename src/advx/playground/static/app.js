@@ -194,8 +194,8 @@ async function runDefense() {
   const rows = r.rows.map((x) => el("tr", {},
     el("td", {}, el("img", { src: x.image, class: "mini", alt: "adversarial" })),
     el("td", {}, el("b", { text: x.model }), el("br"), el("span", { class: "note", text: x.what })),
-    el("td", { text: `${x.before.name} (${pct(x.before.p)})` }),
-    el("td", { text: `${x.after.name} (${pct(x.after.p)})` }),
+    el("td", { text: x.before.p == null ? x.before.name : `${x.before.name} (${pct(x.before.p)})` }),
+    el("td", { text: x.after.p == null ? x.after.name : `${x.after.name} (${pct(x.after.p)})` }),
     el("td", {}, verdict(x)),
     el("td", { text: `${x.linf_255.toFixed(1)}/255` })));
   out.replaceChildren(
@@ -330,6 +330,7 @@ async function main() {
   fillSelect($("#def-attack"), state.info.attacks.filter((a) => a.access === "gradients" && a.slug !== "cw-l2"), (a) => a.slug, (a) => a.label);
   $("#def-attack").value = "pgd";
   if (adv) fillGallery($("#def-photos"), adv.key, (img) => { state.defImage = img; });
+  if (adv && adv.dataset === "digits") { $("#def-eps").value = 51; $("#def-eps").dispatchEvent(new Event("input")); }
   $("#def-run").onclick = runDefense;
 
   // text tab
