@@ -260,3 +260,17 @@ def test_defense_view_adversarial_training_detector_and_adaptive_attack(client: 
     for r in rows:
         assert not (r["fooled"] and r["rejected"]) and r["linf_255"] <= 51 + 1e-3
         assert (r["after"]["p"] is None) == (r["after"]["name"] == "rejected")
+
+
+def test_cli_help_and_bad_options() -> None:
+    from typer.testing import CliRunner
+
+    from advx.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["playground", "--help"])
+    assert r.exit_code == 0 and "--api-key" in r.output and "127.0.0.1" in r.output
+    r = runner.invoke(app, ["playground", "--port", "70000"])
+    assert r.exit_code != 0 and "--port" in r.output
+    r = runner.invoke(app, ["playground", "--small", "cifar", "--no-imagenet", "--no-text"])
+    assert r.exit_code != 0 and "fashion-mnist" in r.output

@@ -347,8 +347,8 @@ def run_defense(
             monitor.report(0.75, "adaptive attack on the guarded model")
             # differentiates through the BPDA copy of the detector; judged by the real one
             adaptive = RejectingClassifier(base, det.bpda(), name=keys["guarded"])
-            res = AdaptivePGD(eps=settings.eps, steps=steps)(adaptive, x, torch.tensor([y]))
-            x_ad = images.quantise(res.x_adv)
+            res: Any = AdaptivePGD(eps=settings.eps, steps=steps)(adaptive, x, torch.tensor([y]))
+            x_ad = images.quantise(res.x_adv)  # one eps: an AttackResult
         before, after = guarded(x, x_ad)
         rows.append(
             {
