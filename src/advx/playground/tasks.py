@@ -445,8 +445,9 @@ def run_transfer(
     src = zoo.classifier(source, lambda m: monitor.report(0.0, m))
     shape = tuple(src.input_shape)
     others = []
+    dataset = zoo.entry(source, "image").dataset
     for e in zoo.of("image"):
-        if e.key == source:
+        if e.key == source or e.dataset != dataset:
             continue
         m = zoo.classifier(e.key, lambda msg: monitor.report(0.05, msg))
         if m.num_classes == src.num_classes:

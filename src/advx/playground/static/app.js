@@ -312,7 +312,7 @@ async function main() {
   [["#eps", "#eps-out"], ["#def-eps", "#def-eps-out"], ["#tr-eps", "#tr-eps-out"], ["#rb-eps", "#rb-eps-out"]].forEach(([i, o]) => epsSlider($(i), $(o)));
 
   // image tab
-  const images = modelsOf("image", (m) => m.role !== "guarded" || true);
+  const images = modelsOf("image");
   const preferred = images.find((m) => m.dataset === "imagenet") || images[0];
   fillSelect($("#model"), images);
   if (preferred) $("#model").value = preferred.key;
