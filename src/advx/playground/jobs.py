@@ -71,6 +71,14 @@ class Monitor:
         if time.monotonic() > self.deadline:
             raise Cancelled("stopped at the time limit; try fewer steps or queries")
 
+    def loading(self, message: str) -> None:
+        """Say what is being loaded or trained on first use; that time does not count
+        against the time bound (the clock restarts), but cancelling still works."""
+        self.message = message
+        if self.cancel_event.is_set():
+            raise Cancelled("cancelled")
+        self.restart_clock()
+
     def report(self, fraction: float, message: str | None = None) -> None:
         """Set progress (0..1) and the line shown under the progress bar."""
         self.progress = min(max(float(fraction), 0.0), 1.0)

@@ -147,7 +147,7 @@ def run_attack(
     prediction the attack found, the result says so (``quantisation``).
     """
     settings.check()
-    model = zoo.get(key, lambda m: monitor.report(0.0, m))
+    model = zoo.get(key, monitor.loading)
     full = _target(model, "gradients", key)
     names = list(full.class_names)
     x = x.unsqueeze(0)  # (1, C, H, W)
@@ -258,9 +258,9 @@ def run_defense(
     settings.check()
     if IMAGE_ATTACKS[settings.attack][1] != "gradients":
         raise InputError("the defense view runs white-box attacks; pick FGSM, PGD, APGD or CW")
-    plain = zoo.get(keys["plain"], lambda m: monitor.report(0.0, m))
-    robust = zoo.get(keys["adversarial"], lambda m: monitor.report(0.1, m))
-    base, det = zoo.get(keys["guarded"], lambda m: monitor.report(0.2, m))
+    plain = zoo.get(keys["plain"], monitor.loading)
+    robust = zoo.get(keys["adversarial"], monitor.loading)
+    base, det = zoo.get(keys["guarded"], monitor.loading)
     names = list(plain.class_names)
     x = x.unsqueeze(0)
     rows: list[dict[str, Any]] = []
@@ -387,7 +387,7 @@ def run_text(
         raise InputError(f"the text has {len(text)} characters; the limit is 1000")
     if not 10 <= max_queries <= MAX_QUERIES:
         raise InputError(f"queries must be 10..{MAX_QUERIES}, got {max_queries}")
-    model = zoo.get(key, lambda m: monitor.report(0.0, m))
+    model = zoo.get(key, monitor.loading)
     attack = recipes.create(recipe, max_queries=max_queries, seed=0)
     monitor.restart_clock()
     monitor.expected = max_queries
@@ -442,14 +442,14 @@ def run_transfer(
     settings.check()
     if IMAGE_ATTACKS[settings.attack][1] != "gradients" or settings.attack == "cw-l2":
         raise InputError("transfer crafts with an eps-bounded white-box attack: FGSM, PGD or APGD")
-    src = zoo.classifier(source, lambda m: monitor.report(0.0, m))
+    src = zoo.classifier(source, monitor.loading)
     shape = tuple(src.input_shape)
     others = []
     dataset = zoo.entry(source, "image").dataset
     for e in zoo.of("image"):
         if e.key == source or e.dataset != dataset:
             continue
-        m = zoo.classifier(e.key, lambda msg: monitor.report(0.05, msg))
+        m = zoo.classifier(e.key, monitor.loading)
         if m.num_classes == src.num_classes:
             others.append(e.key)
     if not others:
@@ -551,7 +551,7 @@ def run_robustness(
         if zoo.entry(k, "image").dataset != first.dataset:
             raise InputError("the models of one sweep must share a dataset")
     for k in keys:
-        zoo.get(k, lambda m: monitor.report(0.0, m))
+        zoo.get(k, monitor.loading)
     monitor.restart_clock()
     x, y = evaluation_data(zoo, keys[0], n)
     grid = sorted({round(max_eps_255 * i / 5) for i in range(6)})
