@@ -57,7 +57,8 @@ def playground(
     edits highlighted), Transfer (craft on one model, test on the others) and Robustness
     (accuracy vs eps; clean and adversarial examples in the model's feature space).
 
-    The small models are trained on first use (about a minute) and cached. Then open
+    The small models are trained on first use (a few minutes on two CPU cores, once)
+    and cached. Then open
     http://127.0.0.1:8000 in a browser.
     """
     with user_errors():
