@@ -487,7 +487,13 @@ def run_transfer(
                     "resized": resized,
                 }
             )
-        same = [k for k in others if tuple(zoo.classifier(k).input_shape) == shape]
+        # the rate counts label changes, so a detector's rejection would count as
+        # "fooled": guarded systems get their verdict per example above, not a rate
+        same = [
+            k
+            for k in others
+            if tuple(zoo.classifier(k).input_shape) == shape and zoo.entry(k).role != "guarded"
+        ]
         rates: dict[str, float | None] = {}
         source_success = None
         if same:
