@@ -19,6 +19,7 @@ from advx.errors import InputError
 from advx.models.adapter import Classifier
 from advx.serve.server import create_app
 from advx.targets import WhiteBox
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 EPS = 0.3
 
@@ -30,11 +31,11 @@ def setup(digits_cnn, digits_data):
     _, _, xte, yte = digits_data
     x_att, y_att, x_sur, y_sur = xte[:120], yte[:120], xte[120:], yte[120:]
     torch.manual_seed(0)
-    sur = Classifier(substitute_net("cnn", (1, 8, 8), 10), input_shape=(1, 8, 8), num_classes=10)
+    sur = Classifier(substitute_net("mlp", (1, 8, 8), 10), input_shape=(1, 8, 8), num_classes=10)
     opt = torch.optim.Adam(sur.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     sur.train()
-    for _ in range(40):
+    for _ in range(20):
         for b in torch.randperm(len(y_sur), generator=g).split(32):
             loss = nn.functional.cross_entropy(sur(x_sur[b]), y_sur[b])
             opt.zero_grad()
