@@ -125,6 +125,7 @@ def compare(
     x_aa = reference(model, eps, aa_steps)(x, y)
     t_aa, c_aa = time.perf_counter() - t0, time.process_time() - c0
     theirs = robust_accuracy(model, x_aa, y)
+
     def side(rep: Any, t_advx: float, c_advx: float) -> dict[str, Any]:
         ours = rep.robust_accuracy[eps]
         return {
