@@ -143,3 +143,16 @@ def test_suites_and_escalate_validation():
     s = Suite.from_dict({"attacks": [{"attack": "square", "escalate": ["zero-gradient"]}]})
     assert s.attacks[0].escalate == ("zero-gradient",)
     assert Suite.from_dict(s.to_dict()) == s
+
+
+def test_score_only_target_runs_adaptive_steps_on_every_survivor(digits_cnn, data):
+    """Escalation signs need gradients: on a score-only target the gradient steps are
+    skipped and the adaptive Square step attacks every correctly classified example."""
+    x, y = data
+    rep = evaluate(
+        WhiteBox(digits_cnn).as_scores(), (x, y), eps=EPS, suite=suite(), batch_size=60,
+        probe=0,
+    )  # fmt: skip
+    correct = round(rep.clean_accuracy * 60)
+    assert rep.details["square"][EPS]["attacked"] == correct
+    assert "escalation" not in rep.details["square"][EPS]

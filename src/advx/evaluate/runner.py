@@ -497,7 +497,8 @@ def _run_batch(
         )
     count.add(1, f"batch {b}: clean accuracy")
 
-    tracking = any(s.step.escalate for s in steps)
+    # escalation signs need gradients; without them an adaptive step runs on every survivor
+    tracking = any(s.step.escalate for s in steps) and target.access >= Access.GRADIENTS
     for ei, eps in enumerate(eps_list):
         robust = pred == y
         # adaptive suites: the gradient steps' best points decide who escalates; a run
