@@ -115,6 +115,95 @@ def advx_attack(slug: str, **kw: Any) -> Callable[[Tensor, Tensor], Run]:
     return make
 
 
+def surrogate(path: Path, epochs: int = 3) -> nn.Module:
+    """The attacker's own model for ``surrogate-square``: advx's substitute CNN (a different
+    architecture from the target) trained on Fashion-MNIST *test* images 5000-9999 with
+    their labels. Never the target's weights, its training images or their labels; the
+    attacked images are among the first test images, so also disjoint from these."""
+    from safetensors.torch import load_file, save_file
+
+    from advx.attacks.substitute import substitute_net
+    from advx.data import load
+    from advx.models.adapter import Classifier
+
+    torch.manual_seed(0)
+    net = Classifier(substitute_net("cnn", (1, 28, 28), 10), input_shape=(1, 28, 28),
+                     num_classes=10)  # fmt: skip
+    file = path / "surrogate.safetensors"
+    if file.exists():
+        net.load_state_dict(load_file(str(file)))
+        return net.eval()
+    test = load("fashion-mnist", "test")
+    xs, ys = test.x[5000:], test.y[5000:]
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    net.train()
+    for _ in range(epochs):
+        for b in torch.randperm(len(ys), generator=g).split(64):
+            loss = nn.functional.cross_entropy(net(xs[b]), ys[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(net.state_dict(), str(file))
+    return net
+
+
+def over_http(model_dir: Path, sur: nn.Module, x: Tensor, y: Tensor, eps: float,
+              budget: int) -> dict[str, Any]:  # fmt: skip
+    """``surrogate-square`` against ``advx serve MODEL_DIR`` (a subprocess on a loopback
+    port, binary tensors): success, the attack's queries per image, and the server's."""
+    import socket
+    import subprocess
+    import sys
+
+    from advx.adapters import HttpTarget
+    from advx.attacks import create
+
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    cmd = [sys.executable, "-m", "advx", "serve", str(model_dir), "--port", str(port),
+           "--name", "target"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                remote = HttpTarget(url, "target")
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("advx serve did not come up")
+        t0, c0 = time.perf_counter(), time.process_time()
+        r = create("surrogate-square", surrogate=sur, eps=eps, max_queries=budget, seed=0)(
+            remote, x, y
+        )
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    fooled = (r.pred_adv != y) & ((r.x_adv - x).abs().flatten(1).amax(1) <= eps + 1e-6)
+    q = r.queries.float()
+    return {
+        "method": "advx surrogate-square over HTTP (advx serve)",
+        "n": len(y),
+        "eps": eps,
+        "budget": budget,
+        "success_rate": float(fooled.float().mean()),
+        "median_queries": float(q.median()),
+        "mean_queries": float(q.mean()),
+        "transfer_only_share": float((q == 1).float().mean()),
+        "client_queries_total": int(remote.queries) if hasattr(remote, "queries") else None,
+        "seconds": round(seconds, 2),
+        "client_cpu_seconds": round(cpu, 2),
+        "target_met": float(fooled.float().mean()) >= 0.95 and float(q.median()) <= 20,
+    }
+
+
 def torchattacks_square(eps: float, budget: int, p_init: float) -> Callable[[Tensor, Tensor], Run]:
     def make(x: Tensor, y: Tensor) -> Run:
         import torchattacks
@@ -264,6 +353,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default)")
     p.add_argument("--only", nargs="*", default=None, help="run only these methods")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "blackbox.json")
+    p.add_argument("--http", action="store_true",
+                   help="also run surrogate-square over HTTP against `advx serve`")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -283,8 +374,13 @@ def main() -> None:
     xh, yh = ds.x[keep[keep < args.hsj_n]], ds.y[keep[keep < args.hsj_n]]
 
     eps, budget, pi = args.eps, args.budget, args.p_init
+    sur = surrogate(ROOT / ".cache" / "bench" / "surrogate-fmnist-test5000")
     square: dict[str, tuple[str, Callable[[Tensor, Tensor], Run]]] = {
         "advx square": ("advx", advx_attack("square", eps=eps, max_queries=budget)),
+        "advx surrogate-square": (
+            "advx",
+            advx_attack("surrogate-square", surrogate=sur, eps=eps, max_queries=budget),
+        ),
         "torchattacks square": ("torchattacks", torchattacks_square(eps, budget, pi)),
         "ART square": ("adversarial-robustness-toolbox", art_square(eps, budget, pi)),
     }
@@ -345,6 +441,19 @@ def main() -> None:
             verdict["advx_cheapest_matching_mean_queries_ratio"] = round(
                 cheap["mean_queries"] / best["mean_queries"], 3
             )
+    hybrid = next((r for r in sq if r["method"] == "advx surrogate-square"), None)
+    if hybrid and peers:
+        verdict["surrogate_square_mean_queries_ratio_vs_best_peer_square"] = round(
+            hybrid["mean_queries"] / best["mean_queries"], 3
+        )
+        verdict["surrogate_square_success_minus_best_peer"] = round(
+            hybrid["success_rate"] - best["success_rate"], 4
+        )
+    if args.http:
+        print("surrogate-square over HTTP against advx serve")
+        http_row = over_http(args.model, sur, xs, ys, eps, budget)
+        print("  " + ", ".join(f"{k}={v}" for k, v in http_row.items()))
+        verdict["http"] = http_row
     hs = [r for r in rows if r["contest"] == "hopskipjump" and r["median_l2"] is not None]
     ours_h = next((r for r in hs if r["library"] == "advx"), None)
     peers_h = [r for r in hs if r["library"] != "advx"]

@@ -154,7 +154,7 @@ def test_missing_attack_is_reported_not_fatal(digits_mlp, data):
 
 
 def test_suites_are_data():
-    assert set(SUITES) == {"quick", "standard", "thorough"}
+    assert set(SUITES) == {"quick", "standard", "standard-full", "thorough"}
     std = [a.slug for a in SUITES["standard"].attacks]
     assert std[:2] == ["apgd-ce", "apgd-t"] and "square" in std and "fab" in std
     # every registered slug of a built-in suite accepts the suite's settings

@@ -14,7 +14,7 @@ from advx.attacks.registry import register
 from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import Access, Query, exhausted, restrict
-from advx.threat import clip_to_bounds
+from advx.threat import clip_to_bounds, project
 
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # on a 10000-query scale
 
@@ -164,6 +164,7 @@ def square(
     bounds: tuple[float, float] = (0.0, 1.0),
     targets: Tensor | None = None,
     early_stop: bool = True,
+    init: Tensor | None = None,
     generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """Square Attack on a score model ``x (N, C, H, W) -> probabilities (N, K)``.
@@ -177,6 +178,9 @@ def square(
     over the share ``schedule`` of the run, ``min(steps, remaining budget)`` queries;
     ``schedule=None``: 1.0 (the paper's) for runs of 5000 queries or more, else 0.5.
     ``p_init=None``: 0.8 on images of at most 32x32 pixels, else 0.05 (linf) / 0.1 (l2).
+    ``init`` (``(N, C, H, W)``, optional) replaces the stripes start (projected into the
+    ball and the bounds; the random draws of the stripes still happen, so a seed gives the
+    same squares with or without it).
 
     Returns ``(N, C, H, W)``: the best point found for each example.
     """
@@ -193,6 +197,10 @@ def square(
         x_best = clip_to_bounds(x + eps * stripes, bounds)
     else:
         x_best = clip_to_bounds(x + _l2_init(x, eps, g), bounds)
+    if init is not None:  # a given start (e.g. a transfer candidate), put inside the ball
+        if init.shape != x.shape:
+            raise InputError(f"square: init must have the shape of x {tuple(x.shape)}")
+        x_best = clip_to_bounds(x + project(init.to(x) - x, norm, eps), bounds)
     budget = steps
     if isinstance(model, Query) and model.remaining is not None:
         budget = max(1, min(steps, int(model.remaining.max())))

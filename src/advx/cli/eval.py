@@ -94,6 +94,14 @@ def print_report(report: Any) -> None:
         for e, d in per_eps.items():
             for err in d["errors"]:
                 console.print(f"[red]{label} at eps={e:g} failed[/red]: {err}")
+            esc = d.get("escalation")
+            if esc:  # adaptive suite: where the expensive step ran, and why
+                why = ", ".join(f"{k} {v}" for k, v in esc["reasons"].items() if v) or "none"
+                console.print(
+                    f"{label} at eps={e:g}: escalated {esc['escalated']} of "
+                    f"{esc['candidates']} survivors (signs: {why}; --suite standard-full "
+                    "runs it on all)"
+                )
     fired = [f for f in report.flags if f["triggered"]]
     if fired:
         console.print(

@@ -15,6 +15,7 @@ dropped after each step unless ``save_examples`` asks for them (side files per b
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -33,6 +34,7 @@ import torch
 from torch import Tensor
 
 from advx.errors import AdvxError, ConfigError, InputError
+from advx.evaluate import escalation
 from advx.evaluate import flags as flagmod
 from advx.evaluate.identity import identity_differences, run_identity
 from advx.evaluate.records import (
@@ -492,8 +494,6 @@ def _run_batch(
     count: _Counter,
 ) -> None:
     """Clean predictions, then every (eps, step) of one batch; records as they finish."""
-    from advx.attacks import create
-
     start, stop = b * batch_size, min(n, (b + 1) * batch_size)
     x, y = ds.batch(start, stop)
     x, y = torch.as_tensor(x), torch.as_tensor(y).long()
@@ -517,19 +517,51 @@ def _run_batch(
         )
     count.add(1, f"batch {b}: clean accuracy")
 
+    # escalation signs need gradients; without them an adaptive step runs on every survivor
+    tracking = any(s.step.escalate for s in steps) and target.access >= Access.GRADIENTS
     for ei, eps in enumerate(eps_list):
         robust = pred == y
+        # adaptive suites: the gradient steps' best points decide who escalates; a run
+        # resumed inside this (batch, eps) replays the recorded steps to rebuild them
+        tracker = escalation.Tracker(target, x, y) if tracking else None
+        replay = tracking and any(
+            s.step.escalate and ("attack", b, ei, s.index) not in existing for s in steps
+        )
+        signs: dict[str, Tensor] | None = None
         for s in steps:
             key = ("attack", b, ei, s.index)
             rec = existing.get(key)
             if rec is not None:
                 local = torch.tensor(rec["idx"], dtype=torch.int64) - start
+                if tracker is not None and replay and not s.step.escalate and local.numel():
+                    with contextlib.suppress(AdvxError):
+                        res = _attack(target, s, x[local], y[local], eps, norm, seed, b, ei)
+                        tracker.update(local, res.x_adv)
                 robust[local] = torch.tensor(rec["robust"], dtype=torch.bool)
                 count.add(1, f"batch {b}: {s.step.slug} at eps={eps:g} (recorded)")
                 continue
             sel = robust.nonzero().flatten()
-            desc = f"batch {b}: {s.step.slug} at eps={eps:g} on {sel.numel()} examples"
             t0 = time.perf_counter()
+            escalated: dict[str, Any] | None = None
+            if s.step.escalate and tracker is not None:
+                if signs is None and sel.numel():
+                    found = escalation.signs(
+                        target, x[sel], y[sel], tracker.best[sel], eps=eps, norm=norm,
+                        generator=torch.Generator().manual_seed(derive_seed(seed, b, ei, "esc")),
+                    )  # fmt: skip
+                    signs = {}
+                    for k, v in found.items():
+                        signs[k] = torch.zeros_like(robust)
+                        signs[k][sel] = v
+                choose = torch.zeros(sel.numel(), dtype=torch.bool)
+                reasons: dict[str, list[int]] = {}
+                for k in s.step.escalate:
+                    hit = signs[k][sel] if signs is not None else choose
+                    reasons[k] = idx[sel][hit].tolist()
+                    choose |= hit
+                escalated = {"candidates": int(sel.numel()), "reasons": reasons}
+                sel = sel[choose]
+            desc = f"batch {b}: {s.step.slug} at eps={eps:g} on {sel.numel()} examples"
             record: dict[str, Any] = {
                 "type": "attack",
                 "batch": b,
@@ -538,20 +570,18 @@ def _run_batch(
                 "step": s.index,
                 "attack": s.step.slug,
             }
+            if escalated is not None:
+                record["escalation"] = escalated
             if sel.numel() == 0:
-                record.update(idx=[], robust=[], pred=[], distance=[], queries=[], seconds=0.0)
+                record.update(
+                    idx=[], robust=[], pred=[], distance=[], queries=[],
+                    seconds=round(time.perf_counter() - t0, 4),
+                )  # fmt: skip
                 emit(record)
                 count.add(1, desc)
                 continue
             try:
-                attack = create(
-                    s.step.slug,
-                    eps=eps,
-                    norm=norm,
-                    seed=derive_seed(seed, b, ei, s.index),
-                    **s.step.settings,
-                )
-                res = attack(target, x[sel], y[sel], targets=s.step.targets)
+                res = _attack(target, s, x[sel], y[sel], eps, norm, seed, b, ei)
             except AdvxError as e:
                 # a step that cannot run on this model (e.g. DLR with 2 classes) is
                 # reported in the results, not allowed to kill the evaluation
@@ -568,6 +598,8 @@ def _run_batch(
                 emit(record)
                 count.add(1, desc)
                 continue
+            if tracker is not None and not s.step.escalate:
+                tracker.update(sel, res.x_adv)
             still = res.pred_adv == y[sel]
             if out is not None and save_examples:
                 _save_examples(
@@ -585,6 +617,19 @@ def _run_batch(
             count.add(1, desc)
             robust[sel] = still
     emit({"type": "batch_done", "batch": b})
+
+
+def _attack(
+    target: Target, s: ResolvedStep, x: Tensor, y: Tensor, eps: float, norm: str,
+    seed: int, b: int, ei: int,
+) -> Any:  # fmt: skip
+    """Step ``s`` on ``(x, y)`` with its derived seed (the same on a resume or a replay)."""
+    from advx.attacks import create
+
+    attack = create(
+        s.step.slug, eps=eps, norm=norm, seed=derive_seed(seed, b, ei, s.index), **s.step.settings
+    )
+    return attack(target, x, y, targets=s.step.targets)
 
 
 def example_file(out: Path, batch: int, eps_index: int, step: int) -> Path:

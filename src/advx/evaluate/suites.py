@@ -9,12 +9,18 @@ reason) instead of crashing the run, so suites can name attacks before they exis
 Suites (``advx eval --list`` prints them):
 
 * ``quick`` — FGSM then PGD-20: a smoke test, minutes on a laptop; an upper bound only.
-* ``standard`` — the AutoAttack recipe (Croce & Hein, ICML 2020, "Reliable evaluation of
-  adversarial robustness with an ensemble of diverse parameter-free attacks"): APGD-CE,
-  targeted APGD-DLR, FAB and Square with 5000 queries. advx's FAB is untargeted: each
-  iteration linearises every class and steps to the closest boundary, where AutoAttack's
-  FAB-T runs once per target class (nine runs on ten classes); on the models we compared
-  (tests/test_eval_faithful.py, bench/autoattack.py) the suite is as strong as AutoAttack.
+* ``standard-full`` — the AutoAttack recipe (Croce & Hein, ICML 2020, "Reliable evaluation
+  of adversarial robustness with an ensemble of diverse parameter-free attacks"): APGD-CE,
+  targeted APGD-DLR, FAB and Square with 5000 queries, each on every example the earlier
+  ones left robust. advx's FAB is untargeted: each iteration linearises every class and
+  steps to the closest boundary, where AutoAttack's FAB-T runs once per target class
+  (nine runs on ten classes); on the models we compared (tests/test_eval_faithful.py,
+  bench/autoattack.py) the suite is as strong as AutoAttack.
+* ``standard`` — the same attacks, adaptive: FAB and Square run only on the survivors of
+  the gradient attacks that show a sign of gradient masking or of an unfinished
+  optimisation (:mod:`advx.evaluate.escalation`); the results record which examples
+  escalated and why. Same numbers as ``standard-full`` where gradients are honest, at a
+  fraction of the cost on robust models; use ``standard-full`` for paper-comparable runs.
 * ``thorough`` — ``standard`` with restarts and more steps, plus an untargeted APGD-DLR.
 
 Custom suites are JSON files: ``{"name": "mine", "attacks": [{"attack": "pgd",
@@ -46,14 +52,27 @@ class SuiteAttack:
             ``"least-likely"``, ``"next"``); recipes that pick their own target classes
             (``apgd-t``) need none.
         note: why this step is in the suite (shown by ``advx eval --list``).
+        escalate: empty (default): the step attacks every example still robust. Else the
+            names of escalation signs (:data:`advx.evaluate.escalation.SIGNS`): the step
+            attacks only the still-robust examples showing one of them after the
+            earlier steps (an adaptive suite; the records say which escalated and why).
     """
 
     slug: str
     settings: Mapping[str, Any] = field(default_factory=dict)
     targets: str | None = None
     note: str = ""
+    escalate: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        from advx.evaluate.escalation import SIGNS
+
+        if isinstance(self.escalate, str) or not all(e in SIGNS for e in self.escalate):
+            raise ConfigError(
+                f"suite step {self.slug!r}: escalate must be a list of {sorted(SIGNS)}, "
+                f"got {self.escalate!r}"
+            )
+        object.__setattr__(self, "escalate", tuple(self.escalate))
         clash = {"eps", "norm", "seed"} & set(self.settings)
         if clash:
             raise ConfigError(
@@ -77,6 +96,8 @@ class SuiteAttack:
             out["targets"] = self.targets
         if self.note:
             out["note"] = self.note
+        if self.escalate:
+            out["escalate"] = list(self.escalate)
         return out
 
 
@@ -122,19 +143,25 @@ class Suite:
         for i, item in enumerate(raw):
             if not isinstance(item, Mapping) or not isinstance(item.get("attack"), str):
                 raise ConfigError(f"suite step {i} must be an object with an 'attack' slug")
-            settings = {k: v for k, v in item.items() if k not in ("attack", "targets", "note")}
+            meta = ("attack", "targets", "note", "escalate")
+            settings = {k: v for k, v in item.items() if k not in meta}
+            escalate = item.get("escalate", ())
+            if not isinstance(escalate, (list, tuple)):
+                raise ConfigError(f"suite step {i}: 'escalate' must be a list of sign names")
             steps.append(
                 SuiteAttack(
                     str(item["attack"]),
                     settings,
                     targets=item.get("targets"),
                     note=str(item.get("note", "")),
+                    escalate=tuple(str(e) for e in escalate),
                 )
             )
         return cls(str(d.get("name", "custom")), tuple(steps), str(d.get("description", "")))
 
 
 _APGD_STEPS = 100
+_ESCALATE = ("zero-gradient", "masked-model", "unconverged", "random-search")
 
 SUITES: dict[str, Suite] = {
     "quick": Suite(
@@ -152,6 +179,29 @@ SUITES: dict[str, Suite] = {
             SuiteAttack("apgd-t", {"steps": _APGD_STEPS}, note="targeted APGD on DLR loss"),
             SuiteAttack(
                 "fab",
+                note="minimum-norm FAB, untargeted; only where the gradient attacks had not "
+                "converged or gradients are masked",
+                escalate=_ESCALATE,
+            ),
+            SuiteAttack(
+                "square",
+                {"steps": 5000, "p_init": 0.8},
+                note="Square-5000 (AutoAttack's p_init=0.8); only where gradients look "
+                "masked, the gradient attacks had not converged or random search wins",
+                escalate=_ESCALATE,
+            ),
+        ),
+        "AutoAttack's recipe, adaptive: APGD-CE and APGD-T on every example; FAB and "
+        "Square-5000 only on the survivors showing a sign of gradient masking or of an "
+        "unfinished optimisation (standard-full runs them on every survivor).",
+    ),
+    "standard-full": Suite(
+        "standard-full",
+        (
+            SuiteAttack("apgd-ce", {"steps": _APGD_STEPS}, note="APGD on cross-entropy"),
+            SuiteAttack("apgd-t", {"steps": _APGD_STEPS}, note="targeted APGD on DLR loss"),
+            SuiteAttack(
+                "fab",
                 note="minimum-norm FAB, untargeted (every class linearised at each step; "
                 "AutoAttack's FAB-T runs once per target class instead)",
             ),
@@ -161,7 +211,8 @@ SUITES: dict[str, Suite] = {
                 note="score-based random search, 5000 queries (AutoAttack's p_init=0.8)",
             ),
         ),
-        "AutoAttack's recipe (Croce & Hein 2020): APGD-CE, APGD-T, FAB, Square-5000.",
+        "AutoAttack's recipe (Croce & Hein 2020): APGD-CE, APGD-T, FAB, Square-5000, each on "
+        "every example still robust (paper-comparable numbers).",
     ),
     "thorough": Suite(
         "thorough",
@@ -178,7 +229,7 @@ SUITES: dict[str, Suite] = {
 
 
 def load_suite(spec: str | Suite) -> Suite:
-    """A suite by name (``quick``, ``standard``, ``thorough``), from a JSON file path, or
+    """A suite by name (``quick``, ``standard``, ``standard-full``, ``thorough``), from a JSON file path, or
     a :class:`Suite` passed through.
 
     Raises:
@@ -236,6 +287,7 @@ class ResolvedStep:
             "label": self.step.label,
             "settings": dict(self.step.settings),
             "targets": self.step.targets,
+            "escalate": list(self.step.escalate),
             "available": self.available,
             "reason": self.reason,
             "access": self.access,

@@ -55,6 +55,8 @@ class _StepTally:
     queries: int = 0
     errors: list[str] = field(default_factory=list)
     distances: list[float] = field(default_factory=list)
+    candidates: int | None = None  # adaptive steps: survivors considered for escalation
+    reasons: dict[str, int] = field(default_factory=dict)  # escalation sign -> examples
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,11 @@ def summarize_records(
             seconds += float(rec.get("seconds", 0.0))
             if rec.get("error"):
                 tal.errors.append(str(rec["error"]))
+            if rec.get("escalation"):
+                esc = rec["escalation"]
+                tal.candidates = (tal.candidates or 0) + int(esc["candidates"])
+                for k, v in esc["reasons"].items():
+                    tal.reasons[k] = tal.reasons.get(k, 0) + len(v)
             for r, d in zip(rec["robust"], rec.get("distance", []), strict=False):
                 if not r and d is not None:
                     tal.distances.append(float(d))
@@ -216,6 +223,12 @@ def summarize_records(
                 "seconds": round(tal.seconds, 3),
                 "errors": sorted(set(tal.errors)),
             }
+            if tal.candidates is not None:  # adaptive step: who escalated, and why
+                details[label][e]["escalation"] = {
+                    "candidates": tal.candidates,
+                    "escalated": tal.attacked,
+                    "reasons": dict(sorted(tal.reasons.items())),
+                }
         robust[e] = alive / n if n else math.nan
         if bb_base is not None:
             gain[e] = (bb_broken, bb_base)
