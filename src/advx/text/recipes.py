@@ -89,6 +89,8 @@ def deepwordbug(
     edits: tuple[str, ...] = ("swap", "substitute", "delete", "insert"),
     max_edit_distance: int = 30,
     max_words_share: float | None = None,
+    budget_aware: bool = True,
+    min_importance: float | None = 0.0,
 ) -> TextAttack:
     """DeepWordBug: Gao, Lanchantin, Soffa & Qi (2018), "Black-box generation of
     adversarial text sequences to evade deep learning classifiers", IEEE S&P Workshops.
@@ -127,7 +129,9 @@ def deepwordbug(
     return TextAttack(
         transformation=T.CharEdit(kinds=tuple(edits), random_one=True),
         constraints=tuple(cons),
-        search=GreedySearch(ranking="unk"),
+        search=GreedySearch(
+            ranking="unk", budget_aware=budget_aware, min_importance=min_importance
+        ),
         max_queries=max_queries,
         seed=seed,
         name="deepwordbug",
