@@ -190,6 +190,8 @@ def textfooler(
     min_sentence_cos: float = 0.8,
     window: int | None = 15,
     max_words_share: float | None = None,
+    budget_aware: bool = True,
+    skip_short_texts: bool = False,
 ) -> TextAttack:
     """TextFooler: Jin, Jin, Zhou & Szolovits (2020), "Is BERT really robust? A strong
     baseline for natural language attack on text classification and entailment", AAAI.
@@ -233,13 +235,17 @@ def textfooler(
     ]
     if max_words_share is not None:
         cons.append(C.MaxWordsChanged(share=max_words_share))
-    cons.append(C.SentenceSimilarity(min_cos=min_sentence_cos, window=window))
+    cons.append(
+        C.SentenceSimilarity(
+            min_cos=min_sentence_cos, window=window, skip_short=skip_short_texts
+        )
+    )
     return TextAttack(
         transformation=T.EmbeddingNeighbours(
             space=WordEmbeddings.minilm(), k=k, min_cos=min_word_cos
         ),
         constraints=tuple(cons),
-        search=GreedySearch(ranking="delete"),
+        search=GreedySearch(ranking="delete", budget_aware=budget_aware),
         max_queries=max_queries,
         seed=seed,
         name="textfooler",
