@@ -256,33 +256,19 @@ def transformer_bench(args: argparse.Namespace) -> None:
         "models": {},
     }  # fmt: skip
     runs = args.models_dir / "runs"
-    tag = f"bal{args.balanced}-p{args.pool}-q{args.max_queries}-w{args.words_share}"
     for arch in archs:
         model, rec = models[arch], recs[arch]
         with torch.no_grad():
             ceiling = removal_ceiling(model, texts, y)
         entry: dict[str, Any] = {**rec, "removal_ceiling": ceiling, "advx": {}}
         for recipe in args.recipes.split(","):
-            t0 = time.process_time()
-            cache = runs / f"{arch}-{rec['checkpoint']}-{recipe}-{tag}.json"
-            res = run_attack(model, recipe, texts, y, args.max_queries, cache, args.words_share)
-            row = compare_row(records_of(res), model.class_names)
-            row["cpu_seconds"] = time.process_time() - t0
+            recs_advx = advx_records(model, recipe, texts, y, args, runs / rec["checkpoint"])
+            row = compare_row(recs_advx, model.class_names)
+            row["cpu_seconds"] = sum(r["cpu_seconds"] for r in recs_advx)
             entry["advx"][recipe] = row
             _say(arch, f"advx {recipe}", row, ceiling)
         if args.textattack:
-            from text_peer import run_deepwordbug
-
-            cache = runs / f"{arch}-{rec['checkpoint']}-textattack-dwb-{tag}.json"
-            if cache.is_file() and [r["original"] for r in json.loads(cache.read_text())] == texts:
-                recs_ta = json.loads(cache.read_text())
-            else:
-                recs_ta = run_deepwordbug(
-                    model, texts, y.tolist(), max_queries=args.max_queries,
-                    words_share=args.words_share,
-                )  # fmt: skip
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_text(json.dumps(recs_ta))
+            recs_ta = textattack_records(model, texts, y, args, runs / rec["checkpoint"])
             row = compare_row(recs_ta, model.class_names)
             row["cpu_seconds"] = sum(r["cpu_seconds"] for r in recs_ta)
             entry["textattack"] = {"deepwordbug": row}
@@ -291,6 +277,64 @@ def transformer_bench(args: argparse.Namespace) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {args.out}")
+
+
+def _per_text(path: Path, texts: list[str], y: torch.Tensor, compute: Any) -> list[dict[str, Any]]:
+    """Per-text records cached in ``path`` (a JSON object text -> record): only texts not
+    there are computed (``compute(texts, labels) -> records``), so a sample can grow or
+    shrink without rerunning what was done (each text's attack is seeded by itself)."""
+    done: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    todo = [i for i, t in enumerate(texts) if t not in done]
+    if todo:
+        for i0 in range(0, len(todo), 20):  # saved every 20 texts: a killed run resumes
+            part = todo[i0 : i0 + 20]
+            got = compute([texts[i] for i in part], y[part])
+            for i, r in zip(part, got, strict=True):
+                done[texts[i]] = r
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(done))
+    return [done[t] for t in texts]
+
+
+def advx_records(
+    model: Any, recipe: str, texts: list[str], y: torch.Tensor, args: argparse.Namespace,
+    where: Path, **options: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """advx's ``recipe`` (with ``options``) on each text (cached per text, under the
+    attack's configuration)."""
+    import hashlib
+
+    from advx.text.recipes import create
+
+    attack = create(
+        recipe, model=model, max_queries=args.max_queries, seed=0,
+        max_words_share=args.words_share, **options,
+    )  # fmt: skip
+    key = hashlib.sha256(json.dumps(attack.config, sort_keys=True).encode()).hexdigest()[:12]
+
+    def compute(ts: list[str], ys: torch.Tensor) -> list[dict[str, Any]]:
+        t0 = time.process_time()
+        res = attack(model, ts, ys)
+        cpu = (time.process_time() - t0) / len(ts)
+        return [{**r, "original": o.original, "adversarial": o.adversarial, "cpu_seconds": cpu}
+                for r, o in zip(records_of(res), res, strict=True)]  # fmt: skip
+
+    return _per_text(where / f"advx-{recipe}-{key}.json", texts, y, compute)
+
+
+def textattack_records(
+    model: Any, texts: list[str], y: torch.Tensor, args: argparse.Namespace, where: Path
+) -> list[dict[str, Any]]:
+    """TextAttack's DeepWordBugGao2018 on each text (cached per text)."""
+    from text_peer import run_deepwordbug
+
+    def compute(ts: list[str], ys: torch.Tensor) -> list[dict[str, Any]]:
+        return run_deepwordbug(
+            model, ts, ys.tolist(), max_queries=args.max_queries, words_share=args.words_share
+        )
+
+    name = f"textattack-dwb-advxcap-q{args.max_queries}-w{args.words_share}.json"
+    return _per_text(where / name, texts, y, compute)
 
 
 def _say(arch: str, what: str, row: dict[str, Any], ceiling: dict[str, Any]) -> None:
@@ -315,15 +359,27 @@ def main() -> None:
         "--adv", action="store_true", help="also train wordcnn with DeepWordBug augmentation"
     )
     p.add_argument("--transfer", action="store_true", help="TextFooler transfer between the models")
-    p.add_argument("--balanced", type=int, default=0, metavar="PER_CLASS",
-                   help="the issue-15 run: PER_CLASS tweets of each class that every model "
-                   "gets right, --words-share cap, results to --out (text-transformer.json)")
+    p.add_argument(
+        "--balanced",
+        type=int,
+        default=0,
+        metavar="PER_CLASS",
+        help="the issue-15 run: PER_CLASS tweets of each class that every model "
+        "gets right, --words-share cap, results to --out (text-transformer.json)",
+    )
     p.add_argument("--pool", type=int, default=2000, help="test tweets to sample from")
-    p.add_argument("--words-share", type=float, default=None,
-                   help="cap on the share of words changed (e.g. 0.15)")
-    p.add_argument("--textattack", action="store_true",
-                   help="also run TextAttack 0.3.11's DeepWordBugGao2018 on each model "
-                   "(bench/.venv after BENCH_TEXTATTACK=1 bench/setup.sh)")
+    p.add_argument(
+        "--words-share",
+        type=float,
+        default=None,
+        help="cap on the share of words changed (e.g. 0.15)",
+    )
+    p.add_argument(
+        "--textattack",
+        action="store_true",
+        help="also run TextAttack 0.3.11's DeepWordBugGao2018 on each model "
+        "(bench/.venv after BENCH_TEXTATTACK=1 bench/setup.sh)",
+    )
     args = p.parse_args()  # fmt: skip
     if args.threads:
         torch.set_num_threads(args.threads)

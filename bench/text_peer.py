@@ -8,9 +8,11 @@ Two things are added, both to give the two libraries the same budget:
 
 * a query budget (``goal_function.query_budget``, what TextAttack's ``--query-budget``
   sets);
-* a word-change cap of ``max(1, floor(share * n))`` of TextAttack's own words, the same
-  rule as advx's :class:`~advx.text.constraints.MaxWordsChanged` (TextAttack's own
-  ``MaxWordsPerturbed(max_percent=...)`` floors to zero words on tweets under 7 words).
+* a word-change cap: at most ``max(1, floor(share * n))`` words changed, ``n`` the
+  tweet's words *as advx counts them*, so both libraries may change the same number of
+  words in each tweet (TextAttack counts mention and URL pieces as words, so a share of
+  its own count would give it a larger cap; its ``MaxWordsPerturbed(max_percent=...)``
+  also floors to zero words on tweets under 7 words).
 
 Offline set-up (``BENCH_TEXTATTACK=1 bench/setup.sh`` does it): TextAttack runs
 ``nltk.download`` on first import unless its cache holds ``post_install_check_3``, and
@@ -92,16 +94,19 @@ def run_deepwordbug(
         def __call__(self, text_input_list: list[str]) -> Any:
             return self.model.predict_proba(list(text_input_list)).numpy()
 
+    from advx.text.constraints import MaxWordsChanged
+    from advx.text.sentence import Sentence
+
     class WordShare(Constraint):  # type: ignore[misc]
-        """At most max(1, floor(share * n)) of the original's words changed."""
+        """At most as many words changed as advx's cap allows on the same original (the
+        same number of words for both libraries, whatever each counts as a word)."""
 
         def __init__(self, share: float) -> None:
             super().__init__(compare_against_original=True)
-            self.share = share
+            self.cap = MaxWordsChanged(share=share)
 
         def _check_constraint(self, transformed_text: Any, reference_text: Any) -> bool:
-            n = len(reference_text.words)
-            budget = max(1, int(self.share * n + 1e-9))
+            budget = self.cap.budget(len(Sentence.parse(reference_text.text)))
             return len(reference_text.all_words_diff(transformed_text)) <= budget
 
     recipe = DeepWordBugGao2018.build(Wrapper(model))

@@ -109,7 +109,15 @@ def deepwordbug(
     * the paper edits a fixed number of top words (its "power"); the released code
       and TextAttack stop at the first success, and so does advx (fewer queries);
     * advx leaves stop words untouched (TextAttack too; the paper does not say), so
-      negations cannot be typo'd away.
+      negations cannot be typo'd away;
+    * words whose replacement by ``[UNK]`` does not move the score toward the goal are
+      not edited (``min_importance=0.0``; the paper and TextAttack try every word): a
+      typo mostly makes a word unknown, so their edits rarely help, and each costs four
+      queries. ``min_importance=None`` restores the paper's loop;
+    * under a word cap (``max_words_share``), the last word of the budget is spent only
+      on an edit that flips the label (``budget_aware``; see
+      :func:`~advx.text.search.greedy_search`); the paper has no cap and keeps every
+      improving edit.
 
     Args:
         max_queries: per-example budget (None: unlimited).
@@ -118,6 +126,8 @@ def deepwordbug(
             TextBugger-style typos).
         max_edit_distance: total Levenshtein budget over all edited words.
         max_words_share: optional cap on the share of words changed.
+        budget_aware: under the cap, keep the last word for an edit that succeeds.
+        min_importance: skip words whose ``[UNK]`` importance is at or below this.
     """
     cons: list[C.Constraint] = [
         C.NoRepeat(),
@@ -223,7 +233,11 @@ def textfooler(
       similarity cannot drift step by step);
     * when several swaps of a word flip the label, the paper keeps the one most similar
       to the original; advx keeps the one the model is most confident about (one
-      search loop for all recipes; both pass the same similarity floor).
+      search loop for all recipes; both pass the same similarity floor);
+    * the released code (and TextAttack) skips the sentence-similarity check for texts
+      shorter than the window; advx checks every text unless ``skip_short_texts``;
+    * under a word cap, the last word of the budget goes only to a swap that flips the
+      label (``budget_aware``, as for DeepWordBug).
     """
     from advx.text.embeddings import WordEmbeddings
 
