@@ -149,7 +149,10 @@ def test_mlserver_scores_and_labels_match_the_estimator(mlserver, digits_lr):
     assert labels.labels(x).tolist() == est.predict(flat).tolist()
     small = _target(mlserver, "scores")
     small.batch_size = 10
-    assert torch.equal(small.scores(x), scores.scores(x)) and small.client.requests >= 1 + 4
+    # Same numbers whatever the request size; not bitwise: the server's BLAS may block a
+    # 10-row and a 37-row matrix product differently (last-ulp differences were seen).
+    torch.testing.assert_close(small.scores(x), scores.scores(x), rtol=1e-6, atol=1e-7)
+    assert small.client.requests >= 1 + 4
     assert small.queries == 37
 
 
