@@ -172,7 +172,9 @@ def records_of(res: Any) -> list[dict[str, Any]]:
 
 def compare_row(records: list[dict[str, Any]], class_names: tuple[str, ...]) -> dict[str, Any]:
     """Success, words changed (own count and the neutral token count, % over successes)
-    and queries (mean over attacked tweets), overall and per true class."""
+    and queries (mean over attacked tweets), overall and per true class; how many
+    successes edited text outside advx's words (mentions, URLs: TextAttack may)."""
+    from text_peer import edits_outside_words
 
     def stats(rs: list[dict[str, Any]]) -> dict[str, Any]:
         att = [r for r in rs if r["status"] != "skipped"]
@@ -187,6 +189,9 @@ def compare_row(records: list[dict[str, Any]], class_names: tuple[str, ...]) -> 
             "max_tokens_changed_pct": max((100 * r["tokens_changed"] / max(1, r["num_tokens"])
                                            for r in won), default=None),
             "mean_queries": _mean([float(r["queries"]) for r in att]),
+            "successes_editing_mentions_urls": sum(
+                edits_outside_words(r["original"], r["adversarial"]) for r in won
+            ),
             "mean_queries_successes": _mean([float(r["queries"]) for r in won]),
         }  # fmt: skip
 
@@ -242,12 +247,14 @@ def transformer_bench(args: argparse.Namespace) -> None:
     pool = load("tweets-binary", "test").head(args.pool)
     archs = args.archs.split(",")
     models, recs = {}, {}
-    for arch in archs:
+    for arch in dict.fromkeys(archs + args.sample_archs.split(",")):
         models[arch], recs[arch] = get_model(arch, args.models_dir)
-    idx = balanced_sample(models, list(pool.texts), pool.y, args.balanced)
+    judges = {a: models[a] for a in args.sample_archs.split(",")}
+    idx = balanced_sample(judges, list(pool.texts), pool.y, args.balanced)
     texts, y = [pool.texts[i] for i in idx], pool.y[idx]
     doc: dict[str, Any] = {
         "n": len(texts), "per_class": args.balanced, "pool": args.pool,
+        "sample_archs": args.sample_archs,
         "max_queries": args.max_queries, "words_share": args.words_share,
         "sample": "first PER_CLASS test tweets of each class that every model classifies "
                   "correctly (test split order)",
@@ -367,7 +374,9 @@ def main() -> None:
         help="the issue-15 run: PER_CLASS tweets of each class that every model "
         "gets right, --words-share cap, results to --out (text-transformer.json)",
     )
-    p.add_argument("--pool", type=int, default=2000, help="test tweets to sample from")
+    p.add_argument("--pool", type=int, default=1000, help="test tweets to sample from")
+    p.add_argument("--sample-archs", default="wordcnn,lstm,minilm",
+                   help="models that must all classify a sampled tweet correctly")
     p.add_argument(
         "--words-share",
         type=float,

@@ -72,6 +72,15 @@ def tokens_changed(original: str, adversarial: str) -> tuple[int, int]:
     return changed, len(a)
 
 
+def edits_outside_words(original: str, adversarial: str) -> bool:
+    """True when ``adversarial`` differs from ``original`` outside the words advx may
+    attack (in a mention, URL, hashtag sign or punctuation, i.e. in advx's gaps)."""
+    from advx.text.sentence import Sentence
+
+    a, b = Sentence.parse(original), Sentence.parse(adversarial)
+    return len(a) != len(b) or a.gaps != b.gaps
+
+
 def run_deepwordbug(
     model: Any, texts: list[str], y: list[int], *, max_queries: int, words_share: float | None,
     seed: int = 0,
