@@ -40,6 +40,12 @@ rerun only computes what is missing.
 
 Run: ``.venv/bin/python bench/text.py [--n 200] [--adv] [--transfer]``.
 Writes ``bench/results/text.json``.
+
+``--balanced PER_CLASS`` (issue 15) attacks instead a class-balanced sample that every
+``--sample-archs`` model classifies correctly, under a ``--words-share`` cap, and with
+``--textattack`` runs TextAttack 0.3.11's ``DeepWordBugGao2018`` on the same texts and
+model (``bench/text_peer.py``; ``BENCH_TEXTATTACK=1 bench/setup.sh`` installs it).
+Writes ``bench/results/text-transformer.json``; see bench/README.md.
 """
 
 from __future__ import annotations
@@ -268,12 +274,15 @@ def transformer_bench(args: argparse.Namespace) -> None:
         with torch.no_grad():
             ceiling = removal_ceiling(model, texts, y)
         entry: dict[str, Any] = {**rec, "removal_ceiling": ceiling, "advx": {}}
-        for recipe in args.recipes.split(","):
-            recs_advx = advx_records(model, recipe, texts, y, args, runs / rec["checkpoint"])
+        for spec in args.recipes.split(","):
+            recipe, options = _recipe_spec(spec)
+            recs_advx = advx_records(
+                model, recipe, texts, y, args, runs / rec["checkpoint"], **options
+            )
             row = compare_row(recs_advx, model.class_names)
             row["cpu_seconds"] = sum(r["cpu_seconds"] for r in recs_advx)
-            entry["advx"][recipe] = row
-            _say(arch, f"advx {recipe}", row, ceiling)
+            entry["advx"][spec] = row
+            _say(arch, f"advx {spec}", row, ceiling)
         if args.textattack:
             recs_ta = textattack_records(model, texts, y, args, runs / rec["checkpoint"])
             row = compare_row(recs_ta, model.class_names)
@@ -284,6 +293,22 @@ def transformer_bench(args: argparse.Namespace) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {args.out}")
+
+
+def _recipe_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"textfooler:skip_short_texts=1:min_word_cos=0.2"`` -> the slug and its settings
+    (``0``/``1`` for flags, numbers, ``none``)."""
+    slug, *opts = spec.split(":")
+    out: dict[str, Any] = {}
+    for o in opts:
+        k, v = o.split("=", 1)
+        if v == "none":
+            out[k] = None
+        elif k in ("budget_aware", "skip_short_texts"):
+            out[k] = v == "1"
+        else:
+            out[k] = float(v) if "." in v else int(v)
+    return slug, out
 
 
 def _per_text(path: Path, texts: list[str], y: torch.Tensor, compute: Any) -> list[dict[str, Any]]:
@@ -375,8 +400,11 @@ def main() -> None:
         "gets right, --words-share cap, results to --out (text-transformer.json)",
     )
     p.add_argument("--pool", type=int, default=1000, help="test tweets to sample from")
-    p.add_argument("--sample-archs", default="wordcnn,lstm,minilm",
-                   help="models that must all classify a sampled tweet correctly")
+    p.add_argument(
+        "--sample-archs",
+        default="wordcnn,lstm,minilm",
+        help="models that must all classify a sampled tweet correctly",
+    )
     p.add_argument(
         "--words-share",
         type=float,

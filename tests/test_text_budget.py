@@ -66,9 +66,9 @@ def test_words_at_or_below_min_importance_are_never_attacked():
     r = attack(model, [text], [0])[0]
     # 1 original + 3 importance (terrible, movie, fine) + 1 (terrible -> awful)
     assert r.queries == 5 and r.adversarial == "awful movie but fine"
-    every = TextAttack(
-        transformation=SWAPS, constraints=(C.NoRepeat(), C.StopwordsUntouched())
-    )(model, [text], [0])[0]
+    every = TextAttack(transformation=SWAPS, constraints=(C.NoRepeat(), C.StopwordsUntouched()))(
+        model, [text], [0]
+    )[0]
     assert every.queries == 7  # the papers' greedy also tries movie -> film, fine -> fin
     assert every.adversarial == r.adversarial  # and gains nothing from them
 
@@ -86,7 +86,9 @@ def test_deepwordbug_respects_the_cap_and_is_deterministic_under_a_seed():
     attack = recipes.create("deepwordbug", max_words_share=0.15, seed=7, max_queries=60)
     first = attack(model, texts, labels)
     again = attack(model, texts, labels)
-    assert [(r.adversarial, r.queries) for r in first] == [(r.adversarial, r.queries) for r in again]
+    assert [(r.adversarial, r.queries) for r in first] == [
+        (r.adversarial, r.queries) for r in again
+    ]
     for r in first:
         assert r.words_changed <= C.MaxWordsChanged(share=0.15).budget(r.num_words)
         assert r.queries <= 60

@@ -248,9 +248,7 @@ def textfooler(
     if max_words_share is not None:
         cons.append(C.MaxWordsChanged(share=max_words_share))
     cons.append(
-        C.SentenceSimilarity(
-            min_cos=min_sentence_cos, window=window, skip_short=skip_short_texts
-        )
+        C.SentenceSimilarity(min_cos=min_sentence_cos, window=window, skip_short=skip_short_texts)
     )
     return TextAttack(
         transformation=T.EmbeddingNeighbours(
