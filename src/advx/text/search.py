@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch
 
 from advx.errors import AccessError, InputError
-from advx.text.constraints import Constraint, allowed_positions, apply
+from advx.text.constraints import Constraint, MaxWordsChanged, allowed_positions, apply
 from advx.text.goal import Scored, Scorer
 from advx.text.sentence import Sentence
 from advx.text.transformations import Transformation
@@ -71,6 +71,15 @@ def word_importance(
     return (scores - original.score).tolist()
 
 
+def word_budget(constraints: Sequence[Constraint], n_words: int) -> int:
+    """Most words the constraints let change in an ``n_words``-word sentence."""
+    b = n_words
+    for c in constraints:
+        if isinstance(c, MaxWordsChanged):
+            b = min(b, c.budget(n_words))
+    return b
+
+
 def greedy_search(
     original: Sentence,
     scorer: Scorer,
@@ -78,6 +87,8 @@ def greedy_search(
     constraints: Sequence[Constraint],
     *,
     ranking: str = "unk",
+    budget_aware: bool = False,
+    min_importance: float | None = None,
     rng: random.Random,
 ) -> Scored:
     """Greedy search by word importance (Gao et al. 2018; Jin et al. 2020; Ren et al. 2019).
@@ -86,6 +97,19 @@ def greedy_search(
     2. for each word in that order: propose replacements, filter them by the
        constraints, score them; stop if one reaches the goal (the best-scoring one wins);
        otherwise keep the best if it improves on the current sentence.
+
+    With ``budget_aware`` and a word cap (:class:`~advx.text.constraints.MaxWordsChanged`),
+    a change that would use the *last* word of the budget is kept only if it reaches the
+    goal: otherwise the search leaves the sentence as it is and tries the next word. The
+    papers' greedy keeps any improving change, which under a cap of one or two words
+    (tweets) spends the whole budget on the first word that helps a little; this costs
+    more queries on texts that resist (each remaining word is tried) and succeeds more
+    often.
+
+    With ``min_importance`` set, words whose importance is at or below it are not
+    attacked (DeepWordBug with ``0.0``: a typo mostly makes a word unknown to a
+    word-level model, so a word whose replacement by ``[UNK]`` does not move the score
+    toward the goal is rarely worth its edits' queries).
 
     With ``ranking="weighted-saliency"`` (PWWS) step 1 also scores every replacement of
     every word on the original, and step 2 applies each word's precomputed best swap in
@@ -127,7 +151,9 @@ def greedy_search(
         if got is None:
             return current
         importance = got
-    order = [p for _, p in sorted(zip(importance, positions, strict=True), key=lambda t: -t[0])]
+    ranked = sorted(zip(importance, positions, strict=True), key=lambda t: -t[0])
+    order = [p for v, p in ranked if min_importance is None or v > min_importance]
+    budget = word_budget(constraints, len(original)) if budget_aware else len(original) + 1
 
     for i in order:
         if scorer.exhausted:
@@ -151,6 +177,8 @@ def greedy_search(
         if not scored:
             break
         top = max(scored, key=lambda c: c.score)
+        if top.sentence.diff_count(original) >= budget:
+            continue  # the last word of the budget goes only to a change that succeeds
         if top.score > current.score or ranking == "weighted-saliency":
             current = top
     return current
@@ -227,10 +255,16 @@ class GreedySearch:
     Args:
         ranking: ``"unk"`` (default), ``"delete"``, ``"gradient"``,
             ``"weighted-saliency"`` (PWWS) or ``"random"``.
+        budget_aware: under a word cap, spend the last word only on a change that
+            reaches the goal (default False: the papers' greedy).
+        min_importance: skip words whose importance is at or below this (default None:
+            attack every word, as the papers do).
     """
 
     name: ClassVar[str] = "greedy"
     ranking: str = "unk"
+    budget_aware: bool = False
+    min_importance: float | None = None
 
     def __post_init__(self) -> None:
         if self.ranking not in RANKINGS:
@@ -251,7 +285,14 @@ class GreedySearch:
         rng: random.Random,
     ) -> Scored:
         return greedy_search(
-            original, scorer, transformation, constraints, ranking=self.ranking, rng=rng
+            original,
+            scorer,
+            transformation,
+            constraints,
+            ranking=self.ranking,
+            budget_aware=self.budget_aware,
+            min_importance=self.min_importance,
+            rng=rng,
         )
 
 
