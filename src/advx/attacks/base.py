@@ -26,7 +26,7 @@ from torch import Tensor
 
 from advx.attacks._typecheck import check_settings
 from advx.attacks.result import AttackResult, Status, SweepResult
-from advx.attacks.rng import ExampleRng
+from advx.attacks.rng import ExampleRng, draw_seed
 from advx.errors import AccessError, InputError
 from advx.targets import Access, Oracle, Target
 from advx.threat import NORMS, ThreatModel
@@ -175,6 +175,8 @@ class Attack(ABC):
         early_stop: stop each example as soon as it fools the model (saves passes and
             queries); False runs the fixed schedule (as the papers do).
         seed: seed of the attack's random choices; equal seeds give bitwise-equal results.
+            None draws one from torch's global generator (advancing it, never reseeding
+            it), so ``torch.manual_seed`` makes an unseeded run reproducible.
         max_queries: per-example budget of model evaluations (mostly for black-box).
 
     Class attributes describe the attack: ``name`` (registry slug), ``access`` (what the
@@ -303,7 +305,7 @@ class Attack(ABC):
         if isinstance(targets, Tensor):
             targets = targets.to(device)
         rows = _example_index(index, x.shape[0], device)
-        seed = self.seed if self.seed is not None else int(torch.seed() % 2**63)
+        seed = self.seed if self.seed is not None else draw_seed()
         epsilons: tuple[float, ...]
         if self.eps is None:
             epsilons = (math.inf,)

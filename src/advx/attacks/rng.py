@@ -34,6 +34,18 @@ _GOLDEN = 0x9E3779B9
 _CHUNK = 1 << 20  # elements hashed at once (bounds the int64 temporaries to ~8 MiB)
 
 
+def draw_seed() -> int:
+    """A seed in ``[0, 2**63 - 1)`` for an unseeded run (``seed=None``), drawn from torch's
+    global generator.
+
+    Like any unseeded torch op, this advances the global generator (by one draw) and
+    never reseeds it: after ``torch.manual_seed(s)`` an unseeded attack is reproducible,
+    and so is everything the program draws after it. (``torch.seed()`` would reseed the
+    global generator from the OS, silently undoing the user's ``torch.manual_seed``.)
+    """
+    return int(torch.randint(2**63 - 1, (), dtype=torch.int64))
+
+
 def _mix(x: Tensor) -> Tensor:
     """``lowbias32``: a 32-bit integer hash with good avalanche, on int64 tensors whose
     values are in ``[0, 2**32)``. Products may wrap in int64; the mask keeps the exact
