@@ -3,11 +3,16 @@ rule, atomic file and directory writes, and the per-example broadcast view."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from advx.attacks import create
-from advx.attacks.rng import draw_seed
+from advx.attacks import create, get
+from advx.attacks._steps import BOUNDARY_RULE, step_size_for
+from advx.attacks.pgd import pgd
+from advx.attacks.rng import ExampleRng, draw_seed
+from advx.defenses.adaptive import AdaptivePGD
+from advx.errors import InputError
 from advx.models.adapter import Classifier
 from advx.targets import WhiteBox
 
@@ -53,3 +58,45 @@ def test_draw_seed_is_a_valid_attack_seed_and_varies() -> None:
     seeds = {draw_seed() for _ in range(20)}
     assert len(seeds) == 20
     assert all(0 <= s < 2**63 for s in seeds)
+
+
+# ------------------------------------------------------------------------ step sizes
+@pytest.mark.parametrize(
+    ("slug", "rule"), [("pgd", 2.5), ("bim", 1.0), ("mi-fgsm", 1.0), ("adaptive-pgd", 2.5)]
+)
+def test_default_step_is_the_documented_rule(slug: str, rule: float) -> None:
+    """Each attack's default step is its documented rule (``2.5 * eps / steps`` for the
+    PGD family, ``eps / steps`` for BIM and MI-FGSM) as the model computes it (float32),
+    and ``step_size`` / ``rel_step_size`` override it."""
+    cls = AdaptivePGD if slug == "adaptive-pgd" else get(slug).cls
+    for eps in (1 / 255, 4 / 255, 8 / 255, 0.03, 0.1, 0.3, 1.5):
+        for steps in (1, 5, 7, 10, 20, 40, 100):
+            atk = cls(eps=eps, steps=steps)
+            got = torch.tensor(atk.step_for(eps), dtype=torch.float32)
+            assert got == torch.tensor(rule * eps / steps, dtype=torch.float32), (eps, steps)
+    assert cls(eps=0.1, steps=10, step_size=0.07).step_for(0.1) == 0.07
+    assert cls(eps=0.1, steps=10, rel_step_size=0.5).step_for(0.2) == pytest.approx(0.1)
+
+
+def test_step_size_for_and_its_validation() -> None:
+    assert step_size_for(0.1, 10) == pytest.approx(0.025)
+    assert step_size_for(0.1, 10, rule=BOUNDARY_RULE) == pytest.approx(0.01)
+    assert step_size_for(0.1, 10, rel_step_size=0.5) == pytest.approx(0.05)
+    assert step_size_for(0.1, 10, step_size=0.02) == 0.02
+    with pytest.raises(InputError, match="not both"):
+        create("pgd", eps=0.1, step_size=0.01, rel_step_size=0.1)
+    with pytest.raises(InputError, match="steps must be >= 1"):
+        create("mi-fgsm", eps=0.1, steps=0)
+
+
+def test_pgd_default_step_runs_the_rule_bitwise() -> None:
+    """The class with its default step and the plain function with ``2.5 * eps / steps``
+    give bitwise-equal examples (the rule lives in one place; results did not move)."""
+    target, x, y = _linear_target()
+    eps, steps = 8 / 255, 10
+    r = create("pgd", eps=eps, steps=steps, seed=5, early_stop=False)(target, x, y)
+    ref = pgd(
+        target.model, x, y, eps=eps, step_size=2.5 * eps / steps, steps=steps,
+        generator=ExampleRng(5, torch.arange(len(x))),
+    )  # fmt: skip
+    assert torch.equal(r.x_adv, ref)

@@ -1,4 +1,5 @@
-"""Step and initialisation helpers shared by the gradient attacks."""
+"""Step and initialisation helpers shared by the gradient attacks: the step-size rule
+and its validation, the steepest-ascent direction, the random start, the projection."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from torch import Tensor
 
 from advx.attacks.rng import ExampleRng
+from advx.errors import InputError
 from advx.threat import clip_to_bounds, norm_of, project
 
 
@@ -69,3 +71,54 @@ def project_step(
 ) -> Tensor:
     """Project ``x_adv`` onto the eps-ball around ``x``, then clip to the bounds."""
     return clip_to_bounds(x + project(x_adv - x, norm, eps), bounds)
+
+
+MADRY_RULE = 2.5
+"""Default step rule of PGD-type attacks: ``2.5 * eps / steps`` (Madry et al. 2018's rule
+of thumb: enough to reach the boundary of the ball from anywhere inside and move along
+it; their reference MNIST code uses 0.01 at eps 0.3 and 40 steps, i.e. 1.33)."""
+
+BOUNDARY_RULE = 1.0
+"""``eps / steps``: the iterates just reach the boundary (BIM as libraries use it,
+MI-FGSM's ``alpha = eps / T``)."""
+
+
+def step_size_for(
+    eps: float,
+    steps: int,
+    *,
+    step_size: float | None = None,
+    rel_step_size: float | None = None,
+    rule: float = MADRY_RULE,
+) -> float:
+    """The absolute step size of an iterative attack at budget ``eps``: ``step_size`` if
+    given, else ``rel_step_size * eps``, else ``rule * eps / steps``.
+
+    Every attack and caller that needs a default step works it out here, so the rule is
+    written once (validate the settings with :func:`check_steps`).
+
+    Example:
+        >>> step_size_for(0.1, 10)                      # 2.5 * eps / steps
+        0.025
+        >>> step_size_for(0.1, 10, rule=BOUNDARY_RULE)  # eps / steps
+        0.01
+        >>> step_size_for(0.1, 10, rel_step_size=0.5), step_size_for(0.1, 10, step_size=0.02)
+        (0.05, 0.02)
+    """
+    if step_size is not None:
+        return step_size
+    rel = rel_step_size if rel_step_size is not None else rule / steps
+    return rel * eps
+
+
+def check_steps(
+    name: str, steps: int, step_size: float | None, rel_step_size: float | None
+) -> None:
+    """Validate iterative-attack settings, raising :class:`InputError`."""
+    if steps < 1:
+        raise InputError(f"{name}: steps must be >= 1, got {steps}")
+    if step_size is not None and rel_step_size is not None:
+        raise InputError(f"{name}: give step_size or rel_step_size, not both")
+    for k, v in (("step_size", step_size), ("rel_step_size", rel_step_size)):
+        if v is not None and not v > 0:
+            raise InputError(f"{name}: {k} must be > 0, got {v}")

@@ -8,10 +8,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advx.attacks._steps import project_step, steepest_step
+from advx.attacks._steps import (
+    BOUNDARY_RULE,
+    check_steps,
+    project_step,
+    steepest_step,
+    step_size_for,
+)
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import Loss, get_loss, is_adversarial
-from advx.attacks.pgd import check_steps
 from advx.attacks.registry import register
 from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
@@ -164,6 +169,13 @@ class MIFGSM(Attack):
             raise InputError(f"{self.name}: resize_rate must be in (0, 1), got {self.resize_rate}")
         get_loss(self.loss)
 
+    def step_for(self, eps: float) -> float:
+        """The absolute step size used at ``eps``."""
+        return step_size_for(
+            eps, self.steps, step_size=self.step_size, rel_step_size=self.rel_step_size,
+            rule=BOUNDARY_RULE,
+        )  # fmt: skip
+
     def run(
         self,
         model: Model,
@@ -180,16 +192,9 @@ class MIFGSM(Attack):
                 f"{self.name}: diversity_prob needs image inputs (N, C, H, W), got shape "
                 f"{tuple(x.shape)}; set diversity_prob=0 for other data"
             )
-        step = (
-            self.step_size
-            if self.step_size is not None
-            else (
-                (self.rel_step_size if self.rel_step_size is not None else 1.0 / self.steps) * eps
-            )
-        )
         return mifgsm(
             model, x, y,
-            eps=eps, step_size=step, steps=self.steps, norm=self.norm, bounds=bounds,
+            eps=eps, step_size=self.step_for(eps), steps=self.steps, norm=self.norm, bounds=bounds,
             targets=targets, loss=self.loss, decay=self.decay,
             diversity_prob=self.diversity_prob, resize_rate=self.resize_rate,
             early_stop=self.early_stop, generator=generator,

@@ -8,7 +8,15 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from advx.attacks._steps import project_step, random_start, steepest_step
+from advx.attacks._steps import (
+    BOUNDARY_RULE,
+    MADRY_RULE,
+    check_steps,
+    project_step,
+    random_start,
+    steepest_step,
+    step_size_for,
+)
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import Loss, get_loss, input_gradient, is_adversarial
 from advx.attacks.registry import register
@@ -90,19 +98,6 @@ def pgd(
     return best
 
 
-def check_steps(
-    name: str, steps: int, step_size: float | None, rel_step_size: float | None
-) -> None:
-    """Validate iterative-attack settings, raising :class:`InputError`."""
-    if steps < 1:
-        raise InputError(f"{name}: steps must be >= 1, got {steps}")
-    if step_size is not None and rel_step_size is not None:
-        raise InputError(f"{name}: give step_size or rel_step_size, not both")
-    for k, v in (("step_size", step_size), ("rel_step_size", rel_step_size)):
-        if v is not None and not v > 0:
-            raise InputError(f"{name}: {k} must be > 0, got {v}")
-
-
 @register(
     "pgd", "Projected Gradient Descent, linf/l2/l1, random start, restarts (Madry et al. 2018)"
 )
@@ -130,6 +125,7 @@ class PGD(Attack):
 
     name = "pgd"
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
+    step_rule: ClassVar[float] = MADRY_RULE  # default step: step_rule * eps / steps
     steps: int = 20
     step_size: float | None = None
     rel_step_size: float | None = None
@@ -148,10 +144,10 @@ class PGD(Attack):
 
     def step_for(self, eps: float) -> float:
         """The absolute step size used at ``eps``."""
-        if self.step_size is not None:
-            return self.step_size
-        rel = self.rel_step_size if self.rel_step_size is not None else 2.5 / self.steps
-        return rel * eps
+        return step_size_for(
+            eps, self.steps, step_size=self.step_size, rel_step_size=self.rel_step_size,
+            rule=self.step_rule,
+        )  # fmt: skip
 
     def run(
         self,
@@ -187,11 +183,6 @@ class BIM(PGD):
 
     name = "bim"
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    step_rule: ClassVar[float] = BOUNDARY_RULE
     steps: int = 10
     random_init: bool = False
-
-    def step_for(self, eps: float) -> float:
-        if self.step_size is not None:
-            return self.step_size
-        rel = self.rel_step_size if self.rel_step_size is not None else 1.0 / self.steps
-        return rel * eps

@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from advx.attacks._steps import BOUNDARY_RULE, step_size_for
 from advx.attacks.base import Attack, Model
 from advx.attacks.mifgsm import mifgsm
 from advx.attacks.registry import register
@@ -52,7 +53,8 @@ def surrogate_square(
     gen = ExampleRng.coerce(generator, x.shape[0], x.device)  # per-example streams
     with torch.enable_grad(), frozen_eval(surrogate):
         start = mifgsm(
-            surrogate, x, y, eps=eps, step_size=eps / prior_steps, steps=prior_steps,
+            surrogate, x, y, eps=eps, steps=prior_steps,
+            step_size=step_size_for(eps, prior_steps, rule=BOUNDARY_RULE),
             norm=norm, bounds=bounds, targets=targets, loss="ce", generator=gen,
         )  # fmt: skip
     return square(

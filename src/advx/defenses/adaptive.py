@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from advx.attacks._steps import check_steps, step_size_for
 from advx.attacks.base import Attack, Model
 from advx.attacks.losses import Loss, margin_loss
-from advx.attacks.pgd import check_steps, pgd
+from advx.attacks.pgd import pgd
 from advx.attacks.rng import ExampleRng
 from advx.defenses.detectors import Detector
 from advx.defenses.rejecting import RejectingClassifier, defended_accuracy
@@ -125,9 +126,9 @@ class AdaptivePGD(Attack):
 
     def step_for(self, eps: float) -> float:
         """The absolute step size used at ``eps``."""
-        if self.step_size is not None:
-            return self.step_size
-        return (self.rel_step_size if self.rel_step_size is not None else 2.5 / self.steps) * eps
+        return step_size_for(
+            eps, self.steps, step_size=self.step_size, rel_step_size=self.rel_step_size
+        )
 
     def run(
         self,
@@ -302,9 +303,9 @@ def evaluate_detector(
             for i in range(0, idx_all.numel(), batch_size):
                 idx = idx_all[i : i + batch_size]
                 x_ad[idx] = adaptive_pgd(
-                    surrogate.logits, x[idx], y[idx], eps=eps, step_size=2.5 * eps / adaptive_steps,
-                    steps=adaptive_steps, bounds=model.bounds, kappa=kappa, weight=weight,
-                    generator=g,
+                    surrogate.logits, x[idx], y[idx], eps=eps, steps=adaptive_steps,
+                    step_size=step_size_for(eps, adaptive_steps), bounds=model.bounds,
+                    kappa=kappa, weight=weight, generator=g,
                 ).detach()  # fmt: skip
                 if progress:
                     progress("adaptive PGD", min(1.0, (i + batch_size) / max(1, idx_all.numel())))
