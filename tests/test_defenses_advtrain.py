@@ -30,17 +30,9 @@ from advx.defenses.adversarial_training import (
 from advx.errors import ConfigError
 from advx.models import read_info
 from advx.training import StopTraining, TrainBatch, default_config, fit, train
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 EPS = 0.1
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contend and run ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _pgd_accuracy(model, x, y, eps=EPS):

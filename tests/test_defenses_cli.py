@@ -5,23 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from advx.cli import app
 from advx.defenses.detectors import load_detector, read_detector_info
 from advx.models import load, read_info
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contend and run ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,7 @@ from advx.defenses.rejecting import RejectingClassifier, defended_accuracy
 from advx.defenses.squeezing import FeatureSqueezing, bit_depth, median_filter
 from advx.errors import CheckpointError, ConfigError, InputError
 from advx.models.adapter import Classifier
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads contend and run ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 
 # ------------------------------------------------------------------------- squeezers

@@ -25,21 +25,12 @@ from advx.training import (
     select_training,
     train,
 )
+from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[object, object]:
     return load_data("digits", "train"), load_data("digits", "test")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """Small models train faster on one thread on a shared machine (and bitwise
-    reproducibility is defined for a fixed thread count)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _state(model: nn.Module) -> dict[str, Tensor]:

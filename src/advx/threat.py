@@ -42,8 +42,9 @@ def norm_of(delta: Tensor, norm: str) -> Tensor:
     raise InputError(f"unknown norm {norm!r}")
 
 
-def _view(v: Tensor, like: Tensor) -> Tensor:
-    """Reshape a per-example ``(N,)`` vector to broadcast against ``like`` ``(N, ...)``."""
+def per_example(v: Tensor, like: Tensor) -> Tensor:
+    """Reshape a per-example ``(N,)`` vector to broadcast against ``like`` ``(N, ...)``:
+    ``(N, 1, ..., 1)``, e.g. ``delta * per_example(scale, delta)``."""
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
@@ -90,12 +91,12 @@ def project(delta: Tensor, norm: str, eps: float | Tensor) -> Tensor:
             return delta
         eps_t = eps_t.expand(delta.shape[0])
     if norm == "linf":
-        e = _view(eps_t, delta)
+        e = per_example(eps_t, delta)
         return torch.maximum(torch.minimum(delta, e), -e)
     if norm == "l2":
         n = norm_of(delta, "l2")
         factor = torch.where(n > eps_t, eps_t / n.clamp_min(1e-12), torch.ones_like(n))
-        return delta * _view(factor, delta)
+        return delta * per_example(factor, delta)
     if norm == "l1":
         return project_l1_ball(delta, eps_t)
     if norm == "l0":

@@ -10,11 +10,7 @@ from torch import Tensor
 
 from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
-from advx.threat import clip_to_bounds, norm_of, project
-
-
-def _view(v: Tensor, like: Tensor) -> Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
+from advx.threat import clip_to_bounds, norm_of, per_example, project
 
 
 def steepest_step(grad: Tensor, norm: str, *, l1_sparsity: float = 0.95) -> Tensor:
@@ -28,14 +24,14 @@ def steepest_step(grad: Tensor, norm: str, *, l1_sparsity: float = 0.95) -> Tens
         return grad.sign()
     if norm == "l2":
         n = norm_of(grad, "l2").clamp_min(1e-12)
-        return grad / _view(n, grad)
+        return grad / per_example(n, grad)
     if norm == "l1":
         flat = grad.flatten(1).abs()
         k = max(1, int(round((1.0 - l1_sparsity) * flat.shape[1])))
         thresh = flat.topk(k, dim=1).values[:, -1:]
         mask = (flat >= thresh) & (flat > 0)
         e = grad.sign() * mask.view_as(grad)
-        return e / _view(mask.sum(dim=1).clamp_min(1).to(grad.dtype), grad)
+        return e / per_example(mask.sum(dim=1).clamp_min(1).to(grad.dtype), grad)
     raise ValueError(f"no steepest step for norm {norm!r}")
 
 
@@ -62,7 +58,9 @@ def random_start(
             noise = noise.sign() * rng.exponential(shape, dtype=x.dtype)
         d = noise.flatten(1).shape[1]
         r = rng.rand(dtype=x.dtype) ** (1.0 / d)
-        noise = noise / _view(norm_of(noise, norm).clamp_min(1e-12), x) * _view(r * eps, x)
+        noise = (
+            noise / per_example(norm_of(noise, norm).clamp_min(1e-12), x) * per_example(r * eps, x)
+        )
     return clip_to_bounds(x + noise, bounds)
 
 

@@ -14,13 +14,9 @@ from advx.attacks.base import Attack, Model
 from advx.attacks.registry import register
 from advx.attacks.rng import ExampleRng
 from advx.targets import Access, Query, restrict
-from advx.threat import clip_to_bounds, norm_of
+from advx.threat import clip_to_bounds, norm_of, per_example
 
 Decide = Callable[[Tensor, Tensor], Tensor]  # (examples idx (m,), points (k*m, ...)) -> bool
-
-
-def _v(t: Tensor, like: Tensor) -> Tensor:
-    return t.view(-1, *([1] * (like.dim() - 1)))
 
 
 def queries_left(model: Model, n: int) -> Tensor:
@@ -61,7 +57,7 @@ def boundary_search(
     lo = torch.zeros_like(hi)
 
     def point(a: Tensor, sel: Tensor) -> Tensor:
-        a = _v(a.to(x), x0[sel])
+        a = per_example(a.to(x), x0[sel])
         if norm == "l2":
             return (1 - a) * x0[sel] + a * xa[sel]
         return torch.minimum(torch.maximum(xa[sel], x0[sel] - a), x0[sel] + a)
@@ -114,7 +110,7 @@ def estimate_direction(
             grad[part] = torch.einsum("mc,mc...->m...", f, rv) / c
     if norm == "linf":
         return grad.sign()
-    return grad / _v(norm_of(grad, "l2").clamp_min(1e-12), grad)
+    return grad / per_example(norm_of(grad, "l2").clamp_min(1e-12), grad)
 
 
 def hopskipjump(
@@ -199,7 +195,7 @@ def hopskipjump(
             sel = (~ok & (left[active] > 0)).nonzero().flatten()
             if sel.numel() == 0:
                 break
-            pts = clip_to_bounds(xb[sel] + _v(xi[sel].to(x), xb[sel]) * v[sel], bounds)
+            pts = clip_to_bounds(xb[sel] + per_example(xi[sel].to(x), xb[sel]) * v[sel], bounds)
             adv = phi(active[sel], pts).cpu()
             left[active[sel]] -= 1
             cand[sel[adv]] = pts[adv.to(x.device)]

@@ -21,7 +21,7 @@ from advx.attacks.registry import register
 from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.targets import exhausted, restrict
-from advx.threat import norm_of
+from advx.threat import norm_of, per_example
 
 
 def input_diversity(
@@ -110,7 +110,7 @@ def mifgsm(
                 active, xa, grad, ya = active[keep], xa[keep], grad[keep], ya[keep]
                 if active.numel() == 0:
                     break
-        l1 = norm_of(grad, "l1").clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+        l1 = per_example(norm_of(grad, "l1").clamp_min(1e-12), x)
         g[active] = decay * g[active] + grad / l1
         step = xa.detach() + step_size * steepest_step(g[active], norm)
         x_adv[active] = project_step(step, x[active], eps, norm, bounds)

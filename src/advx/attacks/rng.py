@@ -152,7 +152,7 @@ class ExampleRng:
         device = torch.device(device)
         if device == self.device:
             return self
-        out = self._view(self.rows.to(device))
+        out = self._on_rows(self.rows.to(device))
         out.index, out.counter = self.index.to(device), self.counter.to(device)
         return out
 
@@ -162,9 +162,10 @@ class ExampleRng:
         rows = rows.to(self.device)
         if rows.dtype == torch.bool:
             rows = rows.nonzero().flatten()
-        return self._view(self.rows[rows])
+        return self._on_rows(self.rows[rows])
 
-    def _view(self, rows: Tensor) -> ExampleRng:
+    def _on_rows(self, rows: Tensor) -> ExampleRng:
+        """This generator's streams and counters, reached through ``rows``."""
         out = object.__new__(ExampleRng)
         out.seed, out.stream, out._key = self.seed, self.stream, self._key
         out.index, out.counter, out.rows = self.index, self.counter, rows

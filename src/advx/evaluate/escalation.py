@@ -37,6 +37,7 @@ from torch import Tensor
 from advx.attacks._steps import project_step, steepest_step
 from advx.attacks.losses import input_gradient, margin_loss
 from advx.targets import Target
+from advx.threat import per_example
 
 #: sign -> one-line explanation (``advx eval --list`` and the report show these)
 SIGNS: dict[str, str] = {
@@ -116,7 +117,7 @@ def signs(
         for _ in range(RANDOM_SAMPLES):
             corner = torch.randint(0, 2, x.shape, generator=generator).to(x) * 2 - 1
             if norm != "linf":
-                corner = corner / corner.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+                corner = corner / per_example(corner.flatten(1).norm(dim=1), x)
             with torch.no_grad():
                 pred = target.labels(project_step(x + eps * corner, x, eps, norm, bounds))
             fooled |= (pred != y).cpu()

@@ -197,7 +197,7 @@ def random_search(
     Not an attack worth running on its own: it is the weakest black-box baseline, which a
     white-box attack on an honest model must beat.
     """
-    from advx.threat import clip_to_bounds, norm_of
+    from advx.threat import clip_to_bounds, norm_of, per_example
 
     broken = torch.zeros(x.shape[0], dtype=torch.bool)
     for _ in range(samples):
@@ -210,7 +210,7 @@ def random_search(
             delta = eps * noise
         else:
             noise = torch.randn(xs.shape, generator=generator, dtype=xs.dtype)
-            n = norm_of(noise, norm).clamp_min(1e-12).view(-1, *([1] * (xs.dim() - 1)))
+            n = per_example(norm_of(noise, norm).clamp_min(1e-12), xs)
             delta = eps * noise / n
         with torch.no_grad():
             pred = target.labels(clip_to_bounds(xs + delta, target.bounds))
