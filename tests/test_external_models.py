@@ -5,7 +5,9 @@ options give typed errors that say what to do, and `import_model` round-trips ex
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import stat
 import warnings
 
 import pytest
@@ -205,6 +207,22 @@ def test_imported_files_are_hash_checked(user, tmp_path):
     (out / "model.ts").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
         models.load(out)
+
+
+def test_imported_checkpoints_follow_the_umask_and_replace_whole(user, tmp_path):
+    """The staging directory was a bare mkdtemp (0700), so an imported checkpoint was
+    private whatever the umask; it now gets the mode mkdir would give it."""
+    old = os.umask(0o027)
+    try:
+        out = import_model(str(user["torchscript"]), tmp_path / "ts", SHAPE)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o750
+        assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o640}
+        again = import_model(str(user["onnx"]), tmp_path / "ts")  # replaces, as a whole
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in again.iterdir()) == ["model.json", "model.onnx"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ts"]  # nothing left beside it
+    json.loads((again / "model.json").read_text())  # strict JSON
 
 
 def test_unregistered_architecture_says_how_to_fix(tmp_path):

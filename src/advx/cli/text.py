@@ -237,8 +237,9 @@ def transfer(
         )  # fmt: skip
         doc = res.to_json()
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(dumps(doc, indent=1))
+            from advx.io import atomic_write_text
+
+            atomic_write_text(out, dumps(doc, indent=1))
     if json_out:
         print_json(doc)
         return

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from advx.errors import DataError
+from advx.io import atomic_write_bytes
 
 _UBYTE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -98,4 +99,4 @@ def write_idx(path: Path, array: np.ndarray, *, compress: bool | None = None) ->
     payload = header + a.tobytes()
     if compress or (compress is None and path.name.endswith(".gz")):
         payload = gzip.compress(payload, compresslevel=6)
-    path.write_bytes(payload)
+    atomic_write_bytes(path, payload)

@@ -123,6 +123,7 @@ def run(ctx: Any) -> None:
     from advx.data import ImageDataset
     from advx.data import load as load_data
     from advx.errors import DataError
+    from advx.io import atomic_write_text
     from advx.models import load
     from advx.training import default_config, evaluate, train
 
@@ -152,7 +153,8 @@ def run(ctx: Any) -> None:
         probs = model(shown.x).softmax(dim=1)
     conf, pred = probs.max(dim=1)
     page = ctx.out / "ch01.html"
-    page.write_text(
+    atomic_write_text(
+        page,
         render_page(
             title=f"Chapter 1: a {ARCH} trained on {dataset}",
             summary=(
@@ -166,7 +168,6 @@ def run(ctx: Any) -> None:
             class_names=tuple(model.class_names),
             bounds=model.bounds,
         ),
-        encoding="utf-8",
     )
     ctx.console.print(f"[dim]page: {page}[/dim]")
     _save_for_report(ctx, model, test, shown, pred, acc, dataset, config.epochs)

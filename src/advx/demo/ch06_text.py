@@ -37,6 +37,7 @@ def run(ctx: Any) -> None:
     from advx.data import load as load_data
     from advx.demo.ch01_train import reusable
     from advx.errors import DataError
+    from advx.io import atomic_write_text
     from advx.text import recipes
     from advx.text.models import load
     from advx.text.result import diff_html, diff_rich
@@ -101,7 +102,8 @@ def run(ctx: Any) -> None:
         "text-decoration:none;font-weight:bold}.advx-pred{color:#666;font-size:90%}"
     )
     page = ctx.out / "ch06.html"
-    page.write_text(
+    atomic_write_text(
+        page,
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Chapter 6: text</title><style>{style}</style></head><body>"
         f"<h1>Chapter 6: character edits flip a sentiment classifier</h1>"
@@ -109,7 +111,6 @@ def run(ctx: Any) -> None:
         f"Success {100 * summ['success_rate']:.0f}% on {len(run_res)} test tweets.</p>"
         + "".join(blocks)
         + "</body></html>\n",
-        encoding="utf-8",
     )
     ctx.console.print(f"[dim]page: {page}[/dim]")
     from advx.report.story import save_chapter

@@ -10,12 +10,12 @@ Layout::
                           advx version, and the sha256 and size of every other file
 
 :func:`save` writes into a temporary directory next to the destination and moves it into
-place with ``os.replace``, so an interrupted run leaves either the previous checkpoint or
-the new one, never a half-written one. :func:`load` refuses anything it cannot vouch for
-with :class:`~advx.errors.CheckpointError`: missing files, malformed JSON, a hash or size
-mismatch (truncated or tampered weights), an unknown architecture, weights whose names or
-shapes differ from what the architecture builds, or a skops file containing types that its
-architecture does not declare as trusted.
+place (:func:`advx.io.atomic_dir`), so an interrupted run leaves either the previous
+checkpoint or the new one, never a half-written one. :func:`load` refuses anything it
+cannot vouch for with :class:`~advx.errors.CheckpointError`: missing files, malformed
+JSON, a hash or size mismatch (truncated or tampered weights), an unknown architecture,
+weights whose names or shapes differ from what the architecture builds, or a skops file
+containing types that its architecture does not declare as trusted.
 
 Example:
     >>> from advx.models import build, save, load
@@ -32,8 +32,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,8 +40,8 @@ from typing import Any
 import torch
 
 from advx.errors import CheckpointError, ConfigError, InputError
-from advx.io import file_mode, make_temp_dir
-from advx.jsonio import finite
+from advx.io import atomic_dir, atomic_write_text, file_mode, fsync_file
+from advx.jsonio import dumps, finite
 from advx.models.adapter import Classifier
 from advx.models.registry import ARCHS, ArchSpec, jsonable
 
@@ -144,9 +142,7 @@ def save(
         raise InputError(f"model is a {kind} model but {arch!r} is registered as {spec.kind}")
     _check_destination(dest)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(dest.parent, prefix=f".{dest.name}.", suffix=".partial")  # umask mode
-    try:
+    with atomic_dir(dest) as tmp:  # staged next to dest, moved into place when complete
         if kind == "torch":
             _write_torch(model, tmp / TORCH_FILE)
         else:
@@ -175,12 +171,7 @@ def save(
         }
         info = finite(info)  # strict JSON: NaN/inf meta values are written as null
         info[INFO_HASH_KEY] = info_digest(info)
-        _write_text(tmp / INFO_FILE, json.dumps(info, indent=2, allow_nan=False) + "\n")
-        _fsync_dir(tmp)
-        _move_into_place(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write_text(tmp / INFO_FILE, dumps(info, indent=2) + "\n")
     return dest
 
 
@@ -196,68 +187,26 @@ def _check_destination(dest: Path) -> None:
         )
 
 
-def _move_into_place(tmp: Path, dest: Path) -> None:
-    """Replace ``dest`` by ``tmp``. The old checkpoint is renamed aside first (a
-    directory cannot be renamed over a non-empty one), then removed."""
-    if not dest.exists():
-        os.replace(tmp, dest)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-    os.rmdir(old)
-    os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except OSError:
-        os.replace(old, dest)  # put the previous checkpoint back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_torch(model: Classifier, file: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(file), metadata={"format": "pt"})
     os.chmod(file, file_mode())  # safetensors creates 0600; a checkpoint follows the umask
-    _fsync(file)
+    fsync_file(file)
 
 
 def _write_sklearn(model: Any, file: Path) -> None:
     import skops.io
 
     skops.io.dump(model.estimator, file)
-    _fsync(file)
+    fsync_file(file)
 
 
 def _normalisation(model: Classifier) -> dict[str, list[float]] | None:
     if not model.normalised:
         return None
     return {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()}
-
-
-def _write_text(file: Path, text: str) -> None:
-    with open(file, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync(file: Path) -> None:
-    with open(file, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _sha256(file: Path) -> str:

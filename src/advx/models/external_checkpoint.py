@@ -8,7 +8,6 @@ See :func:`import_model` for what each kind's checkpoint holds. The checkpoint l
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,6 +21,8 @@ from typing import Any
 import torch
 
 from advx.errors import CheckpointError, ConfigError, InputError
+from advx.io import atomic_dir, atomic_write_text, fsync_file
+from advx.jsonio import dumps
 from advx.models.adapter import Classifier, frozen_eval
 from advx.models.external import (
     _PICKLE_SUFFIXES,
@@ -218,12 +219,10 @@ def _write(
     if clash:
         raise InputError(f"meta may not set {', '.join(clash)}")
     ck._check_destination(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:  # staged next to dest with the umask's mode
         for name, src in files.items():
             shutil.copyfile(src, tmp / name)
-            ck._fsync(tmp / name)
+            fsync_file(tmp / name)
         info: dict[str, Any] = {
             "format": ck.FORMAT,
             "format_version": ck.FORMAT_VERSION,
@@ -244,12 +243,7 @@ def _write(
                 if f.is_file() and f.name != ck.INFO_FILE
             },
         }
-        ck._write_text(tmp / ck.INFO_FILE, json.dumps(info, indent=2) + "\n")
-        ck._fsync_dir(tmp)
-        ck._move_into_place(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write_text(tmp / ck.INFO_FILE, dumps(info, indent=2) + "\n")
     return dest
 
 

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from advx.attacks.result import AttackResult, Status
 from advx.errors import InputError
+from advx.io import atomic_path
 
 _NICE = (1, 2, 5)
 
@@ -98,8 +99,9 @@ def _new_figure(rows: int, cols: int, cell: float) -> Any:
 
 def _save(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    fmt = out.suffix[1:].lower() or "png"  # the temporary file's name does not say
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt)
     return out
 
 
@@ -252,10 +254,8 @@ def save_examples(
         )
     idx = select_examples(result, k)
     out = Path(run_dir) / EXAMPLES_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file({"index": idx.contiguous(), "x": x[idx].detach().cpu().contiguous()}, str(tmp))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:  # with the umask's mode (safetensors alone makes 0600)
+        save_file({"index": idx.contiguous(), "x": x[idx].detach().cpu().contiguous()}, str(tmp))
     return out
 
 

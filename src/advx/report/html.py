@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from advx.errors import CheckpointError, InputError
+from advx.io import atomic_write_bytes, atomic_write_text
 from advx.jsonio import dumps
 
 log = logging.getLogger(__name__)
@@ -388,9 +389,11 @@ def render_report(
     _write_figures(contents, dest / FIGURES_DIR)
     html_path = dest / REPORT_HTML
     md_path = dest / SUMMARY_MD
-    _atomic_write(html_path, env.get_template("report.html").render(**ctx))
-    _atomic_write(md_path, env.get_template("summary.md").render(**ctx))
-    _atomic_write(dest / REPORT_JSON, dumps(as_json(contents, ctx), indent=2, default=str) + "\n")
+    atomic_write_text(html_path, env.get_template("report.html").render(**ctx))
+    atomic_write_text(md_path, env.get_template("summary.md").render(**ctx))
+    atomic_write_text(
+        dest / REPORT_JSON, dumps(as_json(contents, ctx), indent=2, default=str) + "\n"
+    )
     return html_path, md_path
 
 
@@ -408,7 +411,7 @@ def _write_figures(contents: Contents, folder: Path) -> None:
             slug = re.sub(r"[^a-z0-9]+", "-", pic.title.lower()).strip("-")[:40] or "figure"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{i:02d}-{j}-{slug}.png"
-            path.write_bytes(pic.png)
+            atomic_write_bytes(path, pic.png)
             pic.file = f"{folder.name}/{path.name}"
 
 
@@ -438,9 +441,3 @@ def _advx_version() -> str:
     import advx
 
     return advx.__version__
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
