@@ -3,6 +3,11 @@ rule, atomic file and directory writes, and the per-example broadcast view."""
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -13,6 +18,7 @@ from advx.attacks.pgd import pgd
 from advx.attacks.rng import ExampleRng, draw_seed
 from advx.defenses.adaptive import AdaptivePGD
 from advx.errors import InputError
+from advx.io import atomic_dir, atomic_write_text
 from advx.models.adapter import Classifier
 from advx.targets import WhiteBox
 
@@ -51,6 +57,24 @@ def test_unseeded_attack_does_not_reseed_torchs_global_generator() -> None:
     assert torch.equal(after_a, torch.rand(4))  # one draw, no reseed
     seeded = create("pgd", eps=0.05, steps=3, seed=draw_seed(), early_stop=False)
     assert not torch.equal(seeded(target, x, y).x_adv, x)
+
+
+def test_distilled_substitute_leaves_the_global_generator_alone() -> None:
+    """``distill`` seeded its substitute with ``torch.manual_seed(seed)``, reseeding the
+    caller's global generator; now it trains through ``fit`` and restores it."""
+    from advx.evaluate.crafting import distill
+
+    target, x, _ = _linear_target()
+    teacher = target.model
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    sub, agree = distill(lambda z: teacher(z).argmax(1), x, num_classes=3, hidden=8, epochs=2)
+    assert torch.equal(torch.rand(4), expected)
+    again, agree2 = distill(lambda z: teacher(z).argmax(1), x, num_classes=3, hidden=8, epochs=2)
+    same = zip(sub.state_dict().values(), again.state_dict().values(), strict=True)
+    assert agree == agree2 and all(torch.equal(a, b) for a, b in same)  # seeded
+    assert not sub.training
 
 
 def test_draw_seed_is_a_valid_attack_seed_and_varies() -> None:
@@ -100,3 +124,49 @@ def test_pgd_default_step_runs_the_rule_bitwise() -> None:
         generator=ExampleRng(5, torch.arange(len(x))),
     )  # fmt: skip
     assert torch.equal(r.x_adv, ref)
+
+
+# --------------------------------------------------------------------- atomic writes
+@pytest.fixture
+def umask_027() -> Iterator[None]:
+    old = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path: Path, umask_027: None) -> None:
+    dest = tmp_path / "ckpt"
+    with atomic_dir(dest) as tmp:
+        atomic_write_text(tmp / "a.json", "1")
+        assert not dest.exists()  # nothing is visible before the directory is complete
+    assert _mode(dest) == 0o750 and (dest / "a.json").read_text() == "1"
+    with atomic_dir(dest) as tmp:  # an existing directory is replaced as a whole
+        atomic_write_text(tmp / "b.json", "2")
+    assert sorted(p.name for p in dest.iterdir()) == ["b.json"]
+    with pytest.raises(RuntimeError), atomic_dir(dest) as tmp:
+        atomic_write_text(tmp / "c.json", "half")
+        raise RuntimeError
+    assert sorted(p.name for p in dest.iterdir()) == ["b.json"]  # untouched by the failure
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no staging left behind
+
+
+def test_saved_examples_and_figures_follow_the_umask(tmp_path: Path, umask_027: None) -> None:
+    """``save_examples`` wrote through safetensors alone (mode 0600, whatever the umask)."""
+    from advx.report.figures import adversarial_figure, save_examples
+
+    target, x, y = _linear_target()
+    x = x.view(6, 1, 3, 4)
+    net = nn.Sequential(nn.Flatten(), target.model.net[1])
+    img = WhiteBox(Classifier(net, input_shape=(1, 3, 4), num_classes=3).eval())
+    res = create("fgsm", eps=0.3)(img, x, y)
+    out = save_examples(x, res, tmp_path / "run", k=2)
+    assert _mode(out) == 0o640
+    fig = adversarial_figure(x, res, None, k=2, path=tmp_path / "run" / "g.png")
+    assert _mode(fig) == 0o640 and fig.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["examples.safetensors", "g.png"]

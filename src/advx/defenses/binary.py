@@ -24,6 +24,7 @@ from advx.defenses.detectors import Detector, Progress, register_detector
 from advx.defenses.features import logits_and_features
 from advx.errors import InputError
 from advx.models.adapter import Classifier
+from advx.training import StepInfo, TrainBatch, TrainConfig, fit
 
 
 def _head(shape: tuple[int, ...], hidden: int) -> nn.Module:
@@ -41,6 +42,17 @@ def _head(shape: tuple[int, ...], hidden: int) -> nn.Module:
         nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
         nn.Linear(hidden, 1),
     )  # fmt: skip
+
+
+class _LogisticLoss:
+    """:func:`advx.training.fit`'s loss hook for a one-logit head: binary cross-entropy on
+    labels 0 (clean) / 1 (adversarial). The logits it reports, ``[0, out]``, make fit's
+    accuracy that of the rule ``out > 0``."""
+
+    def loss(self, batch: TrainBatch) -> tuple[Tensor, Tensor]:
+        out = batch.forward(batch.x).squeeze(1)  # (B,)
+        loss = F.binary_cross_entropy_with_logits(out, batch.y)
+        return loss, torch.stack([torch.zeros_like(out), out], dim=1)
 
 
 @register_detector("binary")
@@ -125,24 +137,19 @@ class BinaryDetector(Detector):
         self.feat_mean.copy_(feats.mean(dim=0))
         self.feat_std.copy_(feats.std(dim=0).clamp_min(1e-3))
         z = (feats - self.feat_mean) / self.feat_std
-        opt = torch.optim.Adam(self.head.parameters(), lr=self.lr)
-        g = torch.Generator().manual_seed(self.seed)
-        self.head.train()
-        loss_sum, correct = 0.0, 0
-        for epoch in range(self.epochs):
-            perm = torch.randperm(z.shape[0], generator=g)
-            loss_sum, correct = 0.0, 0
-            for i in range(0, z.shape[0], self.batch_size):
-                b = perm[i : i + self.batch_size]
-                out = self.head(z[b]).squeeze(1)
-                loss = F.binary_cross_entropy_with_logits(out, labels[b])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                loss_sum += float(loss.detach()) * b.numel()
-                correct += int(((out > 0).float() == labels[b]).sum())
-            if progress:
-                progress(f"detector epoch {epoch + 1}/{self.epochs}", (epoch + 1) / self.epochs)
-        self.head.eval()
-        n = z.shape[0]
-        return {"train_loss": loss_sum / n, "train_accuracy": correct / n}
+        # the head as a classifier over standardised features, trained by the one loop
+        head = Classifier(
+            self.head, input_shape=z.shape[1:], num_classes=2, bounds=(-math.inf, math.inf)
+        )
+        config = TrainConfig(
+            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="adam",
+            schedule="constant", seed=self.seed,
+        )  # fmt: skip
+
+        def on_step(s: StepInfo) -> None:
+            if progress and s.step == s.steps:
+                progress(f"detector epoch {s.epoch + 1}/{s.epochs}", (s.epoch + 1) / s.epochs)
+
+        history = fit(head, (z, labels), config=config, adversary=_LogisticLoss(), on_step=on_step)
+        last = history.epochs[-1]
+        return {"train_loss": last["loss"], "train_accuracy": last["accuracy"]}

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from advx.errors import InputError
 from advx.models.adapter import Classifier
+from advx.training import TrainConfig, fit
 
 _SCALERS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler")
 _LINEAR = (
@@ -378,30 +379,27 @@ def distill(
     Returns:
         ``(substitute, agreement)``: a :class:`~advx.models.adapter.Classifier` in eval
         mode and the share of ``x_train`` on which it agrees with the source.
+
+    The training is :func:`advx.training.fit` (Adam, constant learning rate); torch's
+    global random state is left as it was.
     """
-    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         teacher = torch.cat([labels(x_train[i : i + 1000]) for i in range(0, len(x_train), 1000)])
     d = math.prod(x_train.shape[1:])
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = nn.Sequential(
+            nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
     clf = Classifier(
         net, input_shape=tuple(x_train.shape[1:]), num_classes=num_classes, bounds=bounds,
         class_names=class_names,
     )  # fmt: skip
-    opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
-    clf.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x_train), generator=g)
-        for i in range(0, len(perm), batch_size):
-            b = perm[i : i + batch_size]
-            loss = nn.functional.cross_entropy(clf(x_train[b]), teacher[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    clf.eval()
+    config = TrainConfig(
+        epochs=epochs, lr=1e-3, batch_size=batch_size, optimizer="adam", schedule="constant",
+        seed=seed,
+    )  # fmt: skip
+    fit(clf, (x_train, teacher), config=config)
     with torch.no_grad():
         agree = float((clf(x_train).argmax(1) == teacher).float().mean())
     return clf, agree
