@@ -54,6 +54,7 @@ def imagenet_moment(ctx: DemoContext) -> dict[str, Any] | None:
     from advx.attacks import SweepResult, create
     from advx.data.photos import PHOTOS, load_photos
     from advx.errors import DataNotFoundError
+    from advx.io import atomic_path
     from advx.models.pretrained import WeightsNotInstalledError, pretrained
     from advx.report.figures import triptych_with_top5
     from advx.targets import WhiteBox
@@ -112,7 +113,8 @@ def imagenet_moment(ctx: DemoContext) -> dict[str, Any] | None:
         title=f"EfficientNet-Lite0, targeted PGD-{IMAGENET_STEPS}, linf eps = {eps * 255:g}/255",
     )  # fmt: skip
     path = ctx.out / "ch02_imagenet_ostrich.png"
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     photo = chosen[i]
     was, now = names[int(before[i].argmax())], names[int(after.argmax())]
     reached = bool(hit[first, i])
