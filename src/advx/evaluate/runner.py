@@ -51,7 +51,8 @@ from advx.evaluate.suites import ResolvedStep, Suite, load_suite, resolve
 from advx.evaluate.summary import EvalReport, summarize_records
 from advx.targets import Access, Target
 
-# the names this module held before its helpers moved out (callers import them from here)
+# public names: evaluate and dist_info live here; the others moved to the modules named
+# for them (data, progress, provenance, rundir) and stay importable from here
 __all__ = [
     "EvalData",
     "Progress",
