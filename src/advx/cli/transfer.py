@@ -138,7 +138,7 @@ def transfer(
             raise ConfigError("give at least one --source and one --target")
         from advx.cli._targets import open_data, open_target, target_info
         from advx.cli.attack import build_settings, parse_float
-        from advx.evaluate.runner import command_line
+        from advx.evaluate.provenance import command_line
         from advx.evaluate.transfer import make_source, transfer_matrix
 
         eps_v = parse_float(eps)

@@ -21,22 +21,22 @@ import json
 import logging
 import math
 import os
-import platform
-import shlex
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from advx.errors import AdvxError, ConfigError, InputError
-from advx.evaluate import escalation
-from advx.evaluate import flags as flagmod
-from advx.evaluate.identity import identity_differences, run_identity
+import advx.evaluate.escalation as escalation
+import advx.evaluate.rundir as rundir
+from advx.errors import AdvxError, InputError
+from advx.evaluate.data import EvalData, TensorData, as_data
+from advx.evaluate.identity import run_identity
+from advx.evaluate.probe import measure
+from advx.evaluate.progress import Counter, Progress
+from advx.evaluate.provenance import command_line, versions
 from advx.evaluate.records import (
     RESULTS,
     RecordWriter,
@@ -46,123 +46,26 @@ from advx.evaluate.records import (
     read_run,
     write_json,
 )
+from advx.evaluate.rundir import example_file
 from advx.evaluate.suites import ResolvedStep, Suite, load_suite, resolve
-from advx.evaluate.summary import (
-    RUN_JSON,
-    SUMMARY_JSON,
-    EvalReport,
-    load_run,
-    summarize_records,
-)
-from advx.io import atomic_path
+from advx.evaluate.summary import EvalReport, summarize_records
 from advx.targets import Access, Target
 
+# public names: evaluate and dist_info live here; the others moved to the modules named
+# for them (data, progress, provenance, rundir) and stay importable from here
+__all__ = [
+    "EvalData",
+    "Progress",
+    "TensorData",
+    "as_data",
+    "command_line",
+    "dist_info",
+    "evaluate",
+    "example_file",
+    "versions",
+]
+
 log = logging.getLogger(__name__)
-
-#: ``progress(done, total, description)``: called after each unit of work.
-Progress = Callable[[int, int, str], None]
-
-
-class EvalData(Protocol):
-    """What :func:`evaluate` reads: a length and contiguous batches."""
-
-    def __len__(self) -> int: ...
-
-    def batch(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
-        """Examples ``start:stop`` as ``(x (B, ...), y (B,))``."""
-        ...
-
-
-@dataclass(frozen=True)
-class TensorData:
-    """In-memory data: ``x`` ``(N, ...)`` and labels ``y`` ``(N,)``."""
-
-    x: Tensor
-    y: Tensor
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.x, Tensor) or not isinstance(self.y, Tensor):
-            raise InputError("data must be torch tensors (x, y); use torch.as_tensor")
-        if self.x.shape[0] != self.y.shape[0]:
-            raise InputError(f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]} labels")
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-    def batch(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
-        """Examples ``start:stop``."""
-        return self.x[start:stop], self.y[start:stop]
-
-
-def as_data(data: Any) -> EvalData:
-    """Accept ``(x, y)`` tensors, an object with ``batch(start, stop)``, or a map-style
-    dataset whose items are ``(x, y)`` pairs."""
-    if isinstance(data, tuple) and len(data) == 2:
-        return TensorData(torch.as_tensor(data[0]), torch.as_tensor(data[1]))
-    if hasattr(data, "batch") and hasattr(data, "__len__"):
-        return data  # type: ignore[no-any-return]
-    if isinstance(getattr(data, "x", None), Tensor) and isinstance(
-        getattr(data, "y", None), Tensor
-    ):
-        return TensorData(data.x, data.y)  # e.g. advx.data.ImageDataset
-    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        return _ItemData(data)
-    raise InputError(
-        "data must be (x, y) tensors, an object with batch(start, stop), or a dataset of "
-        f"(x, y) items; got {type(data).__name__}"
-    )
-
-
-@dataclass(frozen=True)
-class _ItemData:
-    ds: Any
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def batch(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
-        items = [self.ds[i] for i in range(start, stop)]
-        x = torch.stack([torch.as_tensor(a) for a, _ in items])
-        y = torch.as_tensor([int(b) for _, b in items], dtype=torch.int64)
-        return x, y
-
-
-def versions() -> dict[str, str]:
-    """Versions of the pieces that decide the numbers (for the reproduce section)."""
-    import numpy
-
-    import advx
-
-    out = {
-        "advx": advx.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-    }
-    try:
-        import sklearn
-
-        out["scikit-learn"] = sklearn.__version__
-    except ImportError:  # pragma: no cover - sklearn is a dependency
-        pass
-    return out
-
-
-def command_line(argv: Sequence[str] | None = None) -> str:
-    """The command that started this process, as a user would type it again:
-    ``advx eval ...`` (or ``torchrun --nproc_per_node N -m advx eval ...``)."""
-    args = list(sys.argv if argv is None else argv)
-    if not args:
-        return ""
-    prog = Path(args[0]).name
-    if prog in ("advx", "__main__.py"):
-        args = args[1:]
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world > 1:
-            return shlex.join(["torchrun", "--nproc_per_node", str(world), "-m", "advx", *args])
-        return shlex.join(["advx", *args])
-    return shlex.join(args)
 
 
 def dist_info() -> tuple[int, int]:
@@ -311,15 +214,11 @@ def evaluate(
         raise InputError("a distributed evaluation needs run_dir (ranks merge files there)")
     memory: list[dict[str, Any]] = []
     if out is not None:
-        run, steps = _prepare_dir(out, run, steps, resume=resume, rank=rank, world=world)
+        run, steps = rundir.prepare(out, run, steps, resume=resume, rank=rank, world=world)
     elif resume:
         raise InputError("resume needs a run_dir")
 
-    existing: dict[tuple[Any, ...], dict[str, Any]] = {}
-    if out is not None and resume:
-        for rec in read_run(out):
-            if rec["type"] in ("clean", "attack", "batch_done"):
-                existing[_key(rec)] = rec
+    existing = rundir.recorded(out) if out is not None and resume else {}
 
     writer: RecordWriter | None = None
     if out is not None:
@@ -336,7 +235,7 @@ def evaluate(
     mine = [b for b in range(n_batches) if b % world == rank]
     live = [s for s in steps if s.available]
     per_batch = 1 + len(eps_list) * len(live)
-    count = _Counter(progress, len(mine) * per_batch)
+    count = Counter(progress, len(mine) * per_batch)
     finished_here = 0
     stopped = False
     try:
@@ -371,7 +270,7 @@ def evaluate(
             merge(out)
         if probe and not any(r["type"] == "probe" for r in records()):
             t0 = time.perf_counter()
-            measurements = _probe(
+            measurements = measure(
                 target, ds, records, n=n, eps_list=eps_list, norm=norm, seed=seed,
                 steps=steps, size=probe,
             )  # fmt: skip
@@ -389,91 +288,11 @@ def evaluate(
         if out is not None:
             body = report.to_json()
             body["wall_seconds"] = round(time.perf_counter() - t_start, 3)
-            write_json(out / SUMMARY_JSON, body)
+            write_json(out / rundir.SUMMARY_JSON, body)
     _barrier(world)
     if rank != 0:
         report = summarize_records(records, run, run_dir=out)
     return report
-
-
-class _Counter:
-    """Counts finished units (a batch's clean pass, each step at each eps) for progress."""
-
-    def __init__(self, progress: Progress | None, total: int) -> None:
-        self.progress = progress
-        self.total = total
-        self.done = 0
-
-    def add(self, k: int, desc: str) -> None:
-        self.done += k
-        if self.progress is not None:
-            self.progress(self.done, self.total, desc)
-
-
-def _key(rec: dict[str, Any]) -> tuple[Any, ...]:
-    t = rec["type"]
-    if t == "attack":
-        return (t, int(rec["batch"]), int(rec["eps_index"]), int(rec["step"]))
-    return (t, int(rec["batch"]))
-
-
-def _prepare_dir(
-    out: Path,
-    run: dict[str, Any],
-    steps: list[ResolvedStep],
-    *,
-    resume: bool,
-    rank: int,
-    world: int,
-) -> tuple[dict[str, Any], list[ResolvedStep]]:
-    """Create or check ``run.json``; on resume, reuse the stored step resolution."""
-    path = out / RUN_JSON
-    error = ""
-    if rank == 0:
-        if path.exists() and not resume:
-            error = (
-                f"{out} already holds a run; pass --resume to continue it, or choose another --out"
-            )
-        elif not path.exists():
-            if resume:
-                log.info("nothing to resume in %s; starting a new run", out)
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(path, run)
-    if world > 1:
-        box = [error]
-        torch.distributed.broadcast_object_list(box, src=0)
-        error = str(box[0])
-    if error:
-        raise ConfigError(error)
-    if not path.exists():
-        raise ConfigError(f"{out} has no {RUN_JSON}; the run could not be created")
-    stored = load_run(out)
-    if stored["config"] != run["config"]:
-        diff = sorted(k for k in run["config"] if stored["config"].get(k) != run["config"].get(k))
-        raise ConfigError(
-            f"cannot resume {out}: settings differ from the stored run ({', '.join(diff)}); "
-            "resume with the same options, or choose another --out"
-        )
-    changed = identity_differences(stored.get("identity"), run["identity"])
-    if changed:
-        raise ConfigError(
-            f"cannot resume {out}: it was computed from something else; differs: "
-            f"{'; '.join(changed)}. Resume with the same model, data and advx, or choose "
-            "another --out"
-        )
-    by_index = {s.index: s for s in steps}
-    resolved: list[ResolvedStep] = []
-    for d in stored["steps"]:
-        now = by_index[int(d["index"])]
-        if d["available"] and not now.available:
-            raise ConfigError(
-                f"cannot resume {out}: attack {d['slug']!r} ran before but is unavailable now "
-                f"({now.reason})"
-            )
-        resolved.append(
-            ResolvedStep(now.index, now.step, bool(d["available"]), d["reason"], d.get("access"))
-        )
-    return stored, resolved
 
 
 def _run_batch(
@@ -491,7 +310,7 @@ def _run_batch(
     emit: Callable[[dict[str, Any]], None],
     out: Path | None,
     save_examples: bool,
-    count: _Counter,
+    count: Counter,
 ) -> None:
     """Clean predictions, then every (eps, step) of one batch; records as they finish."""
     start, stop = b * batch_size, min(n, (b + 1) * batch_size)
@@ -602,7 +421,7 @@ def _run_batch(
                 tracker.update(sel, res.x_adv)
             still = res.pred_adv == y[sel]
             if out is not None and save_examples:
-                _save_examples(
+                rundir.save_examples(
                     out, b, ei, s.index, idx[sel], x[sel], res.x_adv, y[sel], res.pred_adv
                 )
             record.update(
@@ -630,99 +449,3 @@ def _attack(
         s.step.slug, eps=eps, norm=norm, seed=derive_seed(seed, b, ei, s.index), **s.step.settings
     )
     return attack(target, x, y, targets=s.step.targets)
-
-
-def example_file(out: Path, batch: int, eps_index: int, step: int) -> Path:
-    """Side file of one step's adversarial inputs on one batch."""
-    return out / "examples" / f"b{batch:06d}-e{eps_index}-s{step}.safetensors"
-
-
-def _save_examples(
-    out: Path,
-    b: int,
-    ei: int,
-    si: int,
-    idx: Tensor,
-    x: Tensor,
-    x_adv: Tensor,
-    y: Tensor,
-    pred_adv: Tensor,
-) -> None:
-    from safetensors.torch import save_file
-
-    path = example_file(out, b, ei, si)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, fsync=False) as tmp:
-        save_file(
-            {
-                "idx": idx.contiguous(),
-                "x": x.float().contiguous(),
-                "x_adv": x_adv.float().contiguous(),
-                "y": y.contiguous(),
-                "pred_adv": pred_adv.long().contiguous(),
-            },
-            str(tmp),
-        )
-
-
-def _probe(
-    target: Target,
-    ds: EvalData,
-    records: Callable[[], Iterator[dict[str, Any]]],
-    *,
-    n: int,
-    eps_list: tuple[float, ...],
-    norm: str,
-    seed: int,
-    steps: list[ResolvedStep],
-    size: int,
-) -> dict[str, Any]:
-    """Run the model-querying red-flag checks on the first ``size`` examples."""
-    p = min(size, n)
-    x, y = ds.batch(0, p)
-    x, y = torch.as_tensor(x), torch.as_tensor(y).long()
-    ei = max(range(len(eps_list)), key=lambda i: eps_list[i])
-    eps = eps_list[ei]
-    has_blackbox = any(s.available and s.access != "gradients" for s in steps)
-    survivors = None
-    if not has_blackbox:
-        white = {s.index for s in steps if s.available and s.access == "gradients"}
-        alive = _survivors(records(), ei, white, limit=size)
-        if alive:
-            sx, sy = _gather(ds, alive)
-            survivors = (sx, sy)
-        else:
-            survivors = (x[:0], y[:0])
-    return flagmod.probe(
-        target, x, y, eps=eps, norm=norm, seed=derive_seed(seed, "probe"), survivors=survivors
-    )
-
-
-def _survivors(
-    records: Iterable[dict[str, Any]], ei: int, white: set[int], *, limit: int
-) -> list[int]:
-    """Indices robust after every white-box step at eps index ``ei`` (first ``limit``)."""
-    clean: dict[int, list[int]] = {}
-    broken: set[int] = set()
-    for r in records:
-        if r["type"] == "clean":
-            clean[int(r["batch"])] = [
-                i for i, p, t in zip(r["idx"], r["pred"], r["y"], strict=True) if p == t
-            ]
-        elif r["type"] == "attack" and int(r["eps_index"]) == ei and int(r["step"]) in white:
-            broken.update(i for i, rb in zip(r["idx"], r["robust"], strict=True) if not rb)
-    out: list[int] = []
-    for b in sorted(clean):
-        out.extend(i for i in clean[b] if i not in broken)
-        if len(out) >= limit:
-            break
-    return out[:limit]
-
-
-def _gather(ds: EvalData, indices: list[int]) -> tuple[Tensor, Tensor]:
-    xs, ys = [], []
-    for i in indices:
-        x, y = ds.batch(i, i + 1)
-        xs.append(torch.as_tensor(x))
-        ys.append(torch.as_tensor(y).long())
-    return torch.cat(xs), torch.cat(ys)

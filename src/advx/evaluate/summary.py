@@ -14,7 +14,6 @@ Definitions (AutoAttack's discipline):
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Callable, Iterable
@@ -22,29 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advx.errors import CheckpointError
-from advx.evaluate import flags as flagmod
+from advx.evaluate.flags import decide
 from advx.evaluate.records import read_run
+from advx.evaluate.rundir import RUN_JSON, SUMMARY_JSON, load_run
 from advx.evaluate.suites import eps_key
 
-RUN_JSON = "run.json"
-SUMMARY_JSON = "summary.json"
-
-
-def load_run(run_dir: Path) -> dict[str, Any]:
-    """Read ``run.json`` of an evaluation run; :class:`CheckpointError` if missing/bad."""
-    path = Path(run_dir) / RUN_JSON
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"{run_dir} is not an evaluation run (no {RUN_JSON}); run `advx eval` first"
-        ) from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from e
-    if not isinstance(meta, dict) or meta.get("kind") != "eval":
-        raise CheckpointError(f"{path} does not describe an evaluation run")
-    return meta
+# run.json's name and reader live in advx.evaluate.rundir; kept importable from here
+__all__ = [
+    "RUN_JSON",
+    "SUMMARY_JSON",
+    "EvalReport",
+    "load_run",
+    "step_label",
+    "summarize",
+    "summarize_dir",
+    "summarize_records",
+]
 
 
 @dataclass
@@ -233,7 +225,7 @@ def summarize_records(
         if bb_base is not None:
             gain[e] = (bb_broken, bb_base)
 
-    flags = flagmod.decide(
+    flags = decide(
         probe,
         eps=eps,
         robust_accuracy=robust,

@@ -17,6 +17,9 @@ rejected with an :class:`~advx.errors.InputError` saying what to do.
 Transfer-enhancing crafting: ``attack="mi-fgsm"`` (momentum, Dong et al. 2018) with
 ``settings={"diversity_prob": 0.5}`` (input diversity, Xie et al. 2019), and
 ``ensemble=True`` (craft on the average logits of all sources, Liu et al. 2017).
+
+Papers' qualitative findings checked on a matrix (:func:`papernot_check`) live in
+:mod:`advx.evaluate.transfer_findings`.
 """
 
 from __future__ import annotations
@@ -32,10 +35,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+import advx.evaluate.crafting as crafting
 from advx.errors import CheckpointError, InputError
-from advx.evaluate import crafting
+from advx.evaluate.data import as_data
+from advx.evaluate.progress import Progress
+from advx.evaluate.provenance import versions
 from advx.evaluate.records import derive_seed, write_json
-from advx.evaluate.runner import Progress, as_data, versions
+from advx.evaluate.transfer_findings import PAPERNOT_FINDINGS as PAPERNOT_FINDINGS
+from advx.evaluate.transfer_findings import papernot_check as papernot_check
 from advx.models.adapter import Classifier
 from advx.targets import Target, WhiteBox
 
@@ -440,99 +447,3 @@ def transfer_matrix(
         seconds=round(time.perf_counter() - t0, 3),
         meta={"versions": versions(), **(meta or {})},
     )
-
-
-# --------------------------------------------------------- Papernot et al. 2016, Fig. 3
-#: The qualitative findings of Papernot, McDaniel & Goodfellow (2016), Section 4 / Fig. 3
-#: (cross-technique transferability on MNIST), as advx checks them on a measured matrix
-#: whose rows/columns include the roles dnn, lr, svm, dt, knn.
-PAPERNOT_FINDINGS: tuple[tuple[str, str], ...] = (
-    (
-        "dnn-robust-target",
-        "DNN is among the most robust targets: its column is the lowest or second lowest (off the diagonal).",
-    ),
-    (
-        "dt-vulnerable-target",
-        "DT is the most vulnerable target: its column is the highest (off the diagonal).",
-    ),
-    (
-        "lr-strong-source",
-        "LR samples transfer widely: the LR row (off the diagonal) is the highest or second highest.",
-    ),
-    ("lr-to-svm", "LR samples fool the SVM more often than not (both are linear)."),
-    (
-        "dt-weak-source",
-        "DT samples transfer poorly: the DT row (off the diagonal) is the lowest or second lowest.",
-    ),
-    (
-        "knn-robust-target",
-        "kNN is a robust target: its column (off the diagonal) is below the average column.",
-    ),
-)
-
-
-def papernot_check(result: TransferResult, roles: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Check :data:`PAPERNOT_FINDINGS` on ``result``.
-
-    Args:
-        result: a matrix whose sources and targets include the models named in ``roles``.
-        roles: role (``dnn``, ``lr``, ``svm``, ``dt``, ``knn``) -> model name in the matrix.
-
-    Returns:
-        One dict per finding: ``id``, ``claim``, ``holds`` (True/False, None when the
-        roles needed are missing) and ``evidence`` (the numbers compared).
-    """
-    m = result.matrix
-    src = {r: result.sources.index(nm) for r, nm in roles.items() if nm in result.sources}
-    tgt = {r: result.targets.index(nm) for r, nm in roles.items() if nm in result.targets}
-
-    def col(role: str) -> float | None:
-        if role not in tgt:
-            return None
-        vals = [v for r, i in src.items() if r != role and (v := m[i][tgt[role]]) is not None]
-        return sum(vals) / len(vals) if vals else None
-
-    def row(role: str) -> float | None:
-        if role not in src:
-            return None
-        vals = [v for r, j in tgt.items() if r != role and (v := m[src[role]][j]) is not None]
-        return sum(vals) / len(vals) if vals else None
-
-    cols = {r: col(r) for r in tgt}
-    rows = {r: row(r) for r in src}
-    colv = {r: v for r, v in cols.items() if v is not None}
-    rowv = {r: v for r, v in rows.items() if v is not None}
-
-    def rank(values: dict[str, float], role: str, *, high: bool) -> int | None:
-        if role not in values:
-            return None
-        order = sorted(values, key=lambda r: values[r], reverse=high)
-        return order.index(role)
-
-    def fmt(values: dict[str, float]) -> str:
-        return ", ".join(f"{r}={v:.0%}" for r, v in sorted(values.items(), key=lambda kv: kv[1]))
-
-    out: list[dict[str, Any]] = []
-    for fid, claim in PAPERNOT_FINDINGS:
-        holds: bool | None = None
-        evidence = ""
-        if fid == "dnn-robust-target" and (rk := rank(colv, "dnn", high=False)) is not None:
-            holds, evidence = rk <= 1, f"mean transfer rate into each target: {fmt(colv)}"
-        elif fid == "dt-vulnerable-target" and (rk := rank(colv, "dt", high=True)) is not None:
-            holds, evidence = rk == 0, f"mean transfer rate into each target: {fmt(colv)}"
-        elif fid == "lr-strong-source" and (rk := rank(rowv, "lr", high=True)) is not None:
-            holds, evidence = rk <= 1, f"mean transfer rate out of each source: {fmt(rowv)}"
-        elif fid == "lr-to-svm" and "lr" in src and "svm" in tgt:
-            v = m[src["lr"]][tgt["svm"]]
-            if v is not None:
-                holds, evidence = v > 0.5, f"LR -> SVM: {v:.0%}"
-        elif fid == "dt-weak-source" and (rk := rank(rowv, "dt", high=False)) is not None:
-            holds, evidence = rk <= 1, f"mean transfer rate out of each source: {fmt(rowv)}"
-        elif fid == "knn-robust-target" and "knn" in colv:
-            avg = sum(colv.values()) / len(colv)
-            holds, evidence = (
-                colv["knn"] < avg,
-                f"kNN column {colv['knn']:.0%} vs average {avg:.0%}",
-            )
-        out.append({"id": fid, "claim": claim, "holds": holds, "evidence": evidence})
-    return out
