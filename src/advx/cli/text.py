@@ -38,7 +38,7 @@ def _open_model(spec: str | Path, model_args: ModelArgs | None = None) -> Any:
     """A text model from a checkpoint, a Hugging Face directory, or a module:function
     returning an object with ``predict_proba(list[str])``."""
     from advx.models.external import open_model, spec_kind
-    from advx.text.models import as_text_model
+    from advx.text.adapters import as_text_target
 
     spec = str(spec)
     kind = spec_kind(spec)
@@ -56,15 +56,13 @@ def _open_model(spec: str | Path, model_args: ModelArgs | None = None) -> Any:
     loaded = open_model(spec, model_args.options if model_args else None)
     if model_args is not None and callable(getattr(loaded, "to_device", None)):
         loaded.to_device(model_args.device)  # Hugging Face models; the zoo's run on the CPU
-    model = as_text_model(loaded)
-    if not callable(getattr(model, "predict_proba", None)) or not isinstance(
-        getattr(model, "num_classes", None), int
-    ):
+    try:
+        return as_text_target(loaded)
+    except InputError:
         raise ConfigError(
             f"{spec} gives a {type(loaded).__name__}, not a text classifier (it needs "
             "predict_proba(list[str]) and num_classes)"
-        )
-    return model
+        ) from None
 
 
 def _texts(
@@ -139,7 +137,6 @@ def attack(
         import torch
         from rich.console import Console
 
-        import advx.models  # noqa: F401  (the zoo first: it registers the text archs)
         from advx.text import recipes
         from advx.text.result import diff_rich
 
@@ -219,7 +216,6 @@ def transfer(
     Example: advx text transfer --source runs/tweets-wordcnn --target runs/tweets-lstm
     """
     with user_errors():
-        import advx.models  # noqa: F401  (the zoo first: it registers the text archs)
         from advx.text.transfer import transfer_matrix
 
         if not source or not target:

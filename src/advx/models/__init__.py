@@ -42,7 +42,6 @@ from advx.models.checkpoint import load, read_info, save, verify
 from advx.models.classic import SklearnClassifier
 from advx.models.pretrained import PRETRAINED, pretrained
 from advx.models.registry import ARCHS, ArchSpec, build, get_arch, register
-from advx.text import models as _text  # noqa: F401,E402  (registers the text archs)
 
 __all__ = [
     "ARCHS",
