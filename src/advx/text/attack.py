@@ -249,10 +249,8 @@ class TextAttack:
     ) -> list[int] | None:
         """Target classes by the resolver image attacks use; ``"random"`` draws one
         offset per text, in order, from ``random.Random(seed)``."""
-        if isinstance(spec, Sequence) and not isinstance(spec, str):
-            spec = list(spec)
-            if len(spec) != len(y):
-                raise InputError(f"targets has {len(spec)} entries for {len(y)} texts")
+        if isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) != len(y):
+            raise InputError(f"targets has {len(spec)} entries for {len(y)} texts")
         t = resolve_targets(
             spec,
             torch.tensor(y, dtype=torch.int64),

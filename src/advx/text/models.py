@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from advx.text.adapters import as_text_target
 from advx.text.archs import (
     ARCHS,
     DEFAULT_MAX_LEN,
@@ -42,7 +43,6 @@ from advx.text.classifier import (
     save,
 )
 from advx.text.networks import BagOfEmbeddings, BiLSTM, MiniLMNet, WordCNN
-from advx.text.adapters import as_text_target
 from advx.text.target import TextTarget
 
 __all__ = [

@@ -326,8 +326,6 @@ class MiniLMNet(nn.Module):
         return out
 
 
-
-
 def is_text_net(net: Any) -> bool:
     """True when ``net`` is one of the networks of this module (a text model of the zoo)."""
     return isinstance(net, (_WordNet, MiniLMNet))
