@@ -113,8 +113,14 @@ def test_scorer_budget_comes_from_the_oracle():
     assert len(got) == 2 and scorer.exhausted and scorer.remaining == 0
     assert oracle.queries.tolist() == [0, 2, 0]  # charged to example 1 only
     assert scorer.score([Sentence.parse("fine")])[0].sentence.text == "fine"  # notes: free
+    with pytest.raises(AccessError, match="word gradients"):
+        scorer.word_gradients(Sentence.parse("good"))  # a score-only target
+    white = Oracle(as_text_target(GradientBoW(WEIGHTS)), 1, max_queries=1)
+    grads = Scorer(white.view("scores"), Goal(label=0))
+    grads.word_gradients(Sentence.parse("good"))
+    assert white.queries.tolist() == [1]
     with pytest.raises(QueryBudgetExceeded):
-        scorer.word_gradients(Sentence.parse("good"))
+        grads.word_gradients(Sentence.parse("good"))
     with pytest.raises(InputError, match="one example"):
         Scorer(oracle.view("scores"), Goal(label=0))
 
@@ -288,3 +294,20 @@ def test_the_zoo_never_imports_advx_text_but_finds_its_architectures(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["BagOfEmbeddings", "text"]
+
+
+def test_advx_text_attack_takes_a_server_url(served):
+    from typer.testing import CliRunner
+
+    from advx.cli import app
+
+    args = ["text", "attack", served.url, "--text", "a terrible awful movie", "--label", "0",
+            "--recipe", "deepwordbug", "--max-queries", "30", "--json"]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    local = recipes.create("deepwordbug", max_queries=30, seed=0)(
+        REVIEW, ["a terrible awful movie"], [0]
+    )
+    assert doc["n"] == 1 and doc["mean_queries"] == local[0].queries
+    assert doc["success_rate"] == float(local[0].succeeded)

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from advx.errors import InputError, QueryBudgetExceeded
+from advx.errors import AccessError, InputError, QueryBudgetExceeded
 from advx.targets import Access, Oracle, Query
 from advx.text.sentence import Sentence
 
@@ -228,9 +228,13 @@ class Scorer:
         """Ids ``(n,)`` and gradients ``(n, d)`` of the attacker's loss for the words of
         ``s`` (one query). Raises :class:`~advx.errors.QueryBudgetExceeded` when spent,
         :class:`~advx.errors.AccessError` on a black-box target."""
+        if not self.has_gradients:
+            raise AccessError(
+                f"word gradients need {Access.GRADIENTS.label}; {self.target.name!r} gives "
+                f"{self.target.access.label}"
+            )
         if self.exhausted:
             raise QueryBudgetExceeded(f"max_queries={self.max_queries} spent")
-        self.target._require(Access.GRADIENTS, "word gradients")
         self._charge(1)
         g = self.goal
         label = g.target if g.target is not None else g.label
