@@ -5,7 +5,9 @@ needs to know about it: how to build it from JSON-able keyword arguments, whethe
 torch or a scikit-learn model, which training settings work for it, and, for checkpoints,
 which extra files it owns (a text model's vocabulary) and which skops types its saved
 estimator may contain. Adding an architecture is one :func:`register` call; nothing else
-in :mod:`advx.models` or :mod:`advx.training` changes.
+in :mod:`advx.models` or :mod:`advx.training` changes. A package of advx that brings its
+own architectures registers them in its ``archs`` module, which :data:`ARCHS` imports on
+first use (:func:`load_plugins`), so the zoo never imports the packages that extend it.
 
 Example:
     >>> from advx.models import ARCHS, build
