@@ -175,7 +175,7 @@ def test_bad_inputs_raise_clear_errors():
         recipes.create("deepwordbug", beam_width=3)
     with pytest.raises(InputError):
         GreedySearch(ranking="alphabetical")
-    with pytest.raises(InputError, match="targets helper"):
+    with pytest.raises(InputError, match="neither a helper"):
         attack(REVIEW, ["terrible"], [0], targets="everything")
 
 

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, Protocol, final
 
 import torch
 from torch import Tensor
@@ -105,12 +105,21 @@ def class_index(name: str, class_names: Sequence[str]) -> int:
     )
 
 
+class Draws(Protocol):
+    """What :func:`resolve_targets` draws ``"random"`` targets from: an
+    :class:`~advx.attacks.rng.ExampleRng` (image attacks), or text attacks' seeded stream."""
+
+    def randint(self, low: int, high: int) -> Tensor:
+        """One integer in ``[low, high)`` per example ``(N,)``."""
+        ...
+
+
 def resolve_targets(
     spec: TargetSpec,
     y: Tensor,
     scores: Tensor | None,
     num_classes: int,
-    generator: ExampleRng,
+    generator: Draws,
     class_names: Sequence[str] = (),
 ) -> Tensor | None:
     """Turn a ``targets=`` argument into a label tensor ``(N,)`` (or None: untargeted).
@@ -120,7 +129,7 @@ def resolve_targets(
     names per example (tensor or sequence of length N), or one of the helpers
     ``"random"`` (uniform over the classes other than the true one), ``"least-likely"``
     (the class the model finds least likely on the clean input; needs scores), ``"next"``
-    (``(y+1) % C``).
+    (``(y+1) % C``). Text attacks resolve their ``targets=`` here too.
     """
     if spec is None:
         return None

@@ -35,12 +35,17 @@ SUMMARY_KEYS = (
 
 
 def _open_model(spec: str | Path, model_args: ModelArgs | None = None) -> Any:
-    """A text model from a checkpoint, a Hugging Face directory, or a module:function
-    returning an object with ``predict_proba(list[str])``."""
+    """A text target from a checkpoint, a Hugging Face directory, a module:function
+    returning an object with ``predict_proba(list[str])``, or the URL of an Open Inference
+    Protocol server whose one model takes texts (BYTES)."""
     from advx.models.external import open_model, spec_kind
-    from advx.text.models import as_text_model
+    from advx.text.adapters import as_text_target
 
     spec = str(spec)
+    if spec.startswith(("http://", "https://")):  # a text model behind a V2 server
+        from advx.text.adapters import HttpTextTarget
+
+        return HttpTextTarget(spec, outputs="auto")
     kind = spec_kind(spec)
     if kind is None:
         raise InputError(
@@ -56,15 +61,13 @@ def _open_model(spec: str | Path, model_args: ModelArgs | None = None) -> Any:
     loaded = open_model(spec, model_args.options if model_args else None)
     if model_args is not None and callable(getattr(loaded, "to_device", None)):
         loaded.to_device(model_args.device)  # Hugging Face models; the zoo's run on the CPU
-    model = as_text_model(loaded)
-    if not callable(getattr(model, "predict_proba", None)) or not isinstance(
-        getattr(model, "num_classes", None), int
-    ):
+    try:
+        return as_text_target(loaded)
+    except InputError:
         raise ConfigError(
             f"{spec} gives a {type(loaded).__name__}, not a text classifier (it needs "
             "predict_proba(list[str]) and num_classes)"
-        )
-    return model
+        ) from None
 
 
 def _texts(
@@ -96,7 +99,8 @@ def attack(
         ...,
         metavar="MODEL",
         help="Text model: a directory from `advx train` / `advx import`, a Hugging Face "
-        "sequence-classification directory, or a module:function returning a text model.",
+        "sequence-classification directory, a module:function returning a text model, or "
+        "the URL of an Open Inference Protocol server taking texts (BYTES).",
     ),
     recipe: str = typer.Option(
         "textfooler", "--recipe", "-r", help="Recipe: deepwordbug, pwws, textfooler or hotflip."
@@ -139,7 +143,6 @@ def attack(
         import torch
         from rich.console import Console
 
-        import advx.models  # noqa: F401  (the zoo first: it registers the text archs)
         from advx.text import recipes
         from advx.text.result import diff_rich
 
@@ -196,7 +199,11 @@ def transfer(
         [], "--source", "-s", help="Text model directory to craft on (repeatable)."
     ),
     target: list[str] = typer.Option(
-        [], "--target", "-t", help="Text model directory to evaluate on (repeatable)."
+        [],
+        "--target",
+        "-t",
+        help="Text model to evaluate on: a directory, or a server URL (labels suffice; "
+        "repeatable).",
     ),
     recipe: str = typer.Option("textfooler", "--recipe", "-r", help="Recipe used on each source."),
     n: int = typer.Option(200, "--n", help="Number of texts (the first N of the split)."),
@@ -219,7 +226,6 @@ def transfer(
     Example: advx text transfer --source runs/tweets-wordcnn --target runs/tweets-lstm
     """
     with user_errors():
-        import advx.models  # noqa: F401  (the zoo first: it registers the text archs)
         from advx.text.transfer import transfer_matrix
 
         if not source or not target:

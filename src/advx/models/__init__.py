@@ -18,6 +18,11 @@ Pretrained ImageNet classifiers (real weights, offline): :func:`pretrained` open
 :data:`PRETRAINED` (``efficientnet-lite0``, ``-lite1``, ``-lite2``); see
 :mod:`advx.models.pretrained`.
 
+Other packages add architectures with :func:`register` in a module named ``archs``,
+which the registry imports on first use (:func:`~advx.models.registry.load_plugins`):
+the text models ``bow``, ``wordcnn``, ``lstm`` and ``minilm`` come that way, so this
+package never imports them.
+
 Torch models are :class:`~advx.models.adapter.Classifier` instances; scikit-learn ones
 are :class:`~advx.models.classic.SklearnClassifier` (a score-level
 :class:`~advx.targets.Target`). :data:`ARCHS` describes each; :func:`build` makes an
@@ -42,7 +47,6 @@ from advx.models.checkpoint import load, read_info, save, verify
 from advx.models.classic import SklearnClassifier
 from advx.models.pretrained import PRETRAINED, pretrained
 from advx.models.registry import ARCHS, ArchSpec, build, get_arch, register
-from advx.text import models as _text  # noqa: F401,E402  (registers the text archs)
 
 __all__ = [
     "ARCHS",

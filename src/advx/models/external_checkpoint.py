@@ -78,7 +78,7 @@ def import_model(
     Returns:
         The checkpoint directory.
     """
-    from advx.models import checkpoint as ck
+    import advx.models.checkpoint as ck
 
     options = options or ModelOptions()
     extra = dict(meta or {})
@@ -210,7 +210,7 @@ def _write(
     source: dict[str, Any],
 ) -> Path:
     """Write a checkpoint of an external ``kind`` (the layout of advx.models.save)."""
-    from advx.models import checkpoint as ck
+    import advx.models.checkpoint as ck
     from advx.models.registry import jsonable
 
     dest = Path(out)
@@ -254,7 +254,7 @@ def _import_huggingface(
     extra: dict[str, Any],
     source: dict[str, Any],
 ) -> Path:
-    from advx.models import checkpoint as ck
+    import advx.models.checkpoint as ck
     from advx.text.huggingface import HFTextClassifier, check_hf_directory
 
     check_hf_directory(src)

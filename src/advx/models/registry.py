@@ -5,7 +5,9 @@ needs to know about it: how to build it from JSON-able keyword arguments, whethe
 torch or a scikit-learn model, which training settings work for it, and, for checkpoints,
 which extra files it owns (a text model's vocabulary) and which skops types its saved
 estimator may contain. Adding an architecture is one :func:`register` call; nothing else
-in :mod:`advx.models` or :mod:`advx.training` changes.
+in :mod:`advx.models` or :mod:`advx.training` changes. A package of advx that brings its
+own architectures registers them in its ``archs`` module, which :data:`ARCHS` imports on
+first use (:func:`load_plugins`), so the zoo never imports the packages that extend it.
 
 Example:
     >>> from advx.models import ARCHS, build
@@ -18,12 +20,14 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
-from collections.abc import Callable, Mapping, Sequence
+import os
+import pkgutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 from torch import nn
@@ -99,8 +103,51 @@ class ArchSpec:
 
 
 _REGISTRY: dict[str, ArchSpec] = {}
+_PLUGINS_LOADED = False
 
-ARCHS: Mapping[str, ArchSpec] = MappingProxyType(_REGISTRY)
+
+def load_plugins() -> None:
+    """Import the ``archs`` module of every advx package that has one, once per process.
+
+    A package adds architectures to the zoo by registering them in its own ``archs``
+    module (the text models do, in ``archs.py`` next to their networks); the zoo finds
+    such modules by that name, the way ``advx`` finds its command modules, so it never
+    imports the packages that extend it. Called on the first read of :data:`ARCHS`.
+    """
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    import advx
+
+    for pkg in pkgutil.iter_modules(advx.__path__):
+        if not pkg.ispkg or pkg.name == "models":
+            continue
+        where = [os.path.join(p, pkg.name) for p in advx.__path__]
+        if any(m.name == "archs" for m in pkgutil.iter_modules(where)):
+            importlib.import_module(f"advx.{pkg.name}.archs")
+
+
+class _Archs(Mapping[str, ArchSpec]):
+    """Read-only view of the registry that loads the packages' ``archs`` modules first."""
+
+    def __getitem__(self, name: str) -> ArchSpec:
+        load_plugins()
+        return _REGISTRY[name]
+
+    def __iter__(self) -> Iterator[str]:
+        load_plugins()
+        return iter(dict(_REGISTRY))
+
+    def __len__(self) -> int:
+        load_plugins()
+        return len(_REGISTRY)
+
+    def __repr__(self) -> str:
+        return f"ARCHS({sorted(self)})"
+
+
+ARCHS: Mapping[str, ArchSpec] = _Archs()
 """Every registered architecture by name (read-only view; add with :func:`register`).
 ``ARCHS[name].description`` is its one-line summary."""
 
@@ -128,10 +175,10 @@ def get_arch(name: str) -> ArchSpec:
         ConfigError: unknown name; the message lists the registered ones.
     """
     try:
-        return _REGISTRY[name]
+        return ARCHS[name]
     except KeyError:
         raise ConfigError(
-            f"unknown architecture {name!r}; choose one of {', '.join(sorted(_REGISTRY))} "
+            f"unknown architecture {name!r}; choose one of {', '.join(sorted(ARCHS))} "
             "(`advx train --list` describes them)"
         ) from None
 

@@ -2,6 +2,9 @@
 and a search (STYLE.md §4), named recipes from the literature, text models for the
 tweets, and adversarial training by augmentation.
 
+Importing this package registers the text architectures with the model zoo
+(:mod:`advx.text.archs`); :mod:`advx.models` itself never imports :mod:`advx.text`.
+
 Modules (import what you need; nothing heavy loads until used):
 
 * :mod:`advx.text.recipes` — ``deepwordbug``, ``pwws``, ``textfooler``, ``hotflip``;
@@ -9,7 +12,12 @@ Modules (import what you need; nothing heavy loads until used):
 * :mod:`advx.text.transformations`, :mod:`advx.text.constraints`,
   :mod:`advx.text.search`, :mod:`advx.text.goal` — its parts;
 * :mod:`advx.text.result` — per-example results, metrics, word diffs (terminal, HTML);
-* :mod:`advx.text.models` — ``bow``, ``wordcnn``, ``lstm``, ``minilm``;
+* :mod:`advx.text.models` — ``bow``, ``wordcnn``, ``lstm``, ``minilm`` (networks in
+  :mod:`advx.text.networks`, zoo registration in :mod:`advx.text.archs`, the white-box
+  :class:`~advx.text.classifier.TextClassifier` in :mod:`advx.text.classifier`);
+* :mod:`advx.text.target` — :class:`~advx.text.target.TextTarget`: text models as
+  :class:`~advx.targets.Target` (access levels, per-example queries and budgets);
+  :mod:`advx.text.http` — a text model behind an Open Inference Protocol endpoint;
 * :mod:`advx.text.training` — training and adversarial augmentation;
 * :mod:`advx.text.wordnet`, :mod:`advx.text.minilm`, :mod:`advx.text.embeddings` —
   the offline resources (WordNet 3.0, all-MiniLM-L6-v2).
@@ -20,3 +28,5 @@ Example:
     >>> res = recipes.create("textfooler")(clf, ["I love this car"], [1])  # doctest: +SKIP
     >>> res[0].adversarial                                         # doctest: +SKIP
 """
+
+from advx.text import archs as _archs  # noqa: F401,E402  (registers the text archs)

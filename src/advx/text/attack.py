@@ -17,41 +17,27 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from advx.attacks.base import TargetSpec, resolve_targets
 from advx.attacks.result import Status
 from advx.errors import AccessError, InputError
+from advx.targets import Access, Oracle
 from advx.text import constraints as C
 from advx.text import transformations as T
 from advx.text.goal import Goal, Scorer
 from advx.text.result import TextAttackResult, TextAttackResults
 from advx.text.search import BeamSearch, GreedySearch
 from advx.text.sentence import Sentence, check_texts
+from advx.text.target import TextTarget
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, TextAttackResult], None]
-TargetSpec = Sequence[int] | Tensor | str | None
-
-
-def check_model(model: Any) -> tuple[int, tuple[str, ...]]:
-    """Return ``(num_classes, class_names)`` of a text model; :class:`InputError` if it
-    lacks ``predict_proba`` or ``num_classes``."""
-    if not callable(getattr(model, "predict_proba", None)):
-        raise InputError(
-            f"a text model needs predict_proba(list[str]) -> Tensor (N, C); "
-            f"{type(model).__name__} has none (load one with advx.text.models.load)"
-        )
-    n = getattr(model, "num_classes", None)
-    if not isinstance(n, int) or n < 2:
-        raise InputError(f"the text model must declare num_classes >= 2, got {n!r}")
-    names = tuple(getattr(model, "class_names", ()) or (str(i) for i in range(n)))
-    return n, names
 
 
 def check_labels(y: Any, n: int, num_classes: int, what: str = "labels") -> list[int]:
@@ -126,6 +112,12 @@ class TextAttack:
         return bool(self.transformation.needs_gradients or self.search.needs_gradients)
 
     @property
+    def access(self) -> Access:
+        """What the target must reveal: gradients for white-box compositions (HotFlip,
+        gradient ranking), scores otherwise (a text attack follows the goal's score)."""
+        return Access.GRADIENTS if self.needs_gradients else Access.SCORES
+
+    @property
     def config(self) -> dict[str, Any]:
         """The composition, JSON-friendly."""
         return {
@@ -156,48 +148,52 @@ class TextAttack:
         """Attack each text; see the class docstring.
 
         Args:
-            model: the text classifier.
+            model: the text classifier: a :class:`~advx.text.target.TextTarget`
+                (:class:`~advx.text.classifier.TextClassifier`,
+                :class:`~advx.text.adapters.HttpTextTarget`), a zoo classifier of a text
+                architecture, or any object with ``predict_proba`` and ``num_classes``
+                (adapted by :func:`~advx.text.adapters.as_text_target`).
             texts: ``N`` non-empty strings.
             labels: their true classes ``(N,)``.
-            targets: None (untargeted), class indices ``(N,)``, ``"random"`` (a random
-                other class, seeded) or ``"next"`` (``(y + 1) % C``).
+            targets: None (untargeted); one class for all (index or class name); class
+                indices or names per example ``(N,)``; or a helper: ``"random"`` (a
+                random other class, seeded), ``"least-likely"`` (the least likely class
+                on the clean text) or ``"next"`` (``(y + 1) % C``). Resolved by
+                :func:`advx.attacks.base.resolve_targets`, as for image attacks.
             progress: called as ``progress(i, result)`` after each example.
 
         Returns:
             :class:`TextAttackResults`, one record per text, in order.
         """
-        from advx.text.models import as_text_model
+        from advx.text.adapters import as_text_target
 
         t_start = time.perf_counter()
-        model = as_text_model(model)  # a zoo Classifier of a text arch -> TextClassifier
-        num_classes, names = check_model(model)
+        target = as_text_target(model)
+        if target.access < self.access:
+            raise AccessError(
+                f"{self.name} needs {self.access.label}: a white-box text model with an "
+                f"embedding layer; {target.name!r} gives {target.access.label}. Use "
+                "deepwordbug, pwws or textfooler"
+            )
+        num_classes, names = target.num_classes, tuple(target.class_names)
         texts = check_texts(texts)
         y = check_labels(labels, len(texts), num_classes)
-        tgt = self._targets(targets, y, num_classes)
-        if self.needs_gradients and not (
-            callable(getattr(model, "word_gradients", None))
-            and callable(getattr(model, "embedding_table", None))
-        ):
-            raise AccessError(
-                f"{self.name} needs gradients (a white-box text model with an embedding "
-                f"layer); {type(model).__name__} only gives scores. Use deepwordbug, pwws "
-                "or textfooler"
-            )
-        ctx = model.attacking() if callable(getattr(model, "attacking", None)) else nullcontext()
         records: list[TextAttackResult] = []
-        with ctx, torch.no_grad():
-            clean = _probs(model, texts)  # framework overhead: not charged to the search
+        with target.attacking(), torch.no_grad():
+            clean = _probs(target, texts)  # framework overhead: not charged to the examples
+            tgt = self._targets(targets, y, clean, target)
+            oracle = Oracle(target, len(texts), max_queries=self.max_queries)
             adv_texts: list[str] = []
-            runs: list[tuple[int, int, float, int]] = []  # (words changed, words, s, queries)
+            runs: list[tuple[int, int, float]] = []  # (words changed, words, seconds)
             for i, text in enumerate(texts):
                 t0 = time.perf_counter()
                 original = Sentence.parse(text)
                 if int(clean[i].argmax()) != y[i]:
                     adv_texts.append(text)
-                    runs.append((0, len(original), time.perf_counter() - t0, 0))
+                    runs.append((0, len(original), time.perf_counter() - t0))
                     continue
                 goal = Goal(label=y[i], target=None if tgt is None else tgt[i])
-                scorer = Scorer(model, goal, max_queries=self.max_queries)
+                scorer = Scorer(oracle.view("scores", torch.tensor([i])), goal)
                 # seeded by (seed, text): an example's result does not depend on its batch
                 rng = random.Random(f"{0 if self.seed is None else self.seed}\x00{text}")
                 with torch.enable_grad():
@@ -210,8 +206,8 @@ class TextAttack:
                         f"{self.name}: search changed {changed} words, over the budget"
                     )
                 adv_texts.append(best.sentence.text)
-                runs.append((changed, len(original), time.perf_counter() - t0, scorer.queries))
-            final = _probs(model, adv_texts)  # success is recomputed, never trusted
+                runs.append((changed, len(original), time.perf_counter() - t0))
+            final = _probs(target, adv_texts)  # success is recomputed, never trusted
         for i, text in enumerate(texts):
             pc, pa = clean[i], final[i]
             pred_c, pred_a = int(pc.argmax()), int(pa.argmax())
@@ -221,7 +217,7 @@ class TextAttack:
                 status = Status.SUCCEEDED
             else:
                 status = Status.FAILED
-            changed, n_words, secs, queries = runs[i]
+            changed, n_words, secs = runs[i]
             rec = TextAttackResult(
                 original=text,
                 adversarial=adv_texts[i],
@@ -234,7 +230,7 @@ class TextAttack:
                 conf_adv=float(pa.max()),
                 words_changed=changed,
                 num_words=n_words,
-                queries=queries,
+                queries=int(oracle.queries[i]),
                 seconds=secs,
             )
             records.append(rec)
@@ -248,36 +244,41 @@ class TextAttack:
             seconds=time.perf_counter() - t_start,
         )
 
-    def _targets(self, spec: TargetSpec, y: list[int], num_classes: int) -> list[int] | None:
-        if spec is None:
-            return None
-        if isinstance(spec, str):
-            if spec == "next":
-                return [(v + 1) % num_classes for v in y]
-            if spec == "random":
-                rng = random.Random(0 if self.seed is None else self.seed)
-                return [(v + rng.randrange(1, num_classes)) % num_classes for v in y]
-            raise InputError(f"unknown targets helper {spec!r}; use 'random', 'next' or indices")
-        t = check_labels(spec, len(y), num_classes, what="targets")
-        same = [i for i, (a, b) in enumerate(zip(t, y, strict=True)) if a == b]
-        if same:
-            raise InputError(
-                f"targets equal the true label for examples {same[:5]}; a targeted attack "
-                "needs a different class"
-            )
-        return t
+    def _targets(
+        self, spec: TargetSpec, y: list[int], clean: Tensor, target: TextTarget
+    ) -> list[int] | None:
+        """Target classes by the resolver image attacks use; ``"random"`` draws one
+        offset per text, in order, from ``random.Random(seed)``."""
+        if isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) != len(y):
+            raise InputError(f"targets has {len(spec)} entries for {len(y)} texts")
+        t = resolve_targets(
+            spec,
+            torch.tensor(y, dtype=torch.int64),
+            clean,
+            target.num_classes,
+            _SeededOffsets(0 if self.seed is None else self.seed, len(y)),
+            target.class_names,
+        )
+        return None if t is None else [int(v) for v in t.tolist()]
 
 
-def _probs(model: Any, texts: list[str], batch_size: int = 256) -> Tensor:
-    out = []
-    for i in range(0, len(texts), batch_size):
-        chunk = texts[i : i + batch_size]
-        p = model.predict_proba(chunk)
-        p = p if isinstance(p, Tensor) else torch.as_tensor(p)
-        if p.dim() != 2 or p.shape[0] != len(chunk):
-            raise InputError(
-                f"predict_proba must return (len(texts), C), got {tuple(p.shape)} for "
-                f"{len(chunk)} texts"
-            )
-        out.append(p.detach().float().cpu())
-    return torch.cat(out)
+class _SeededOffsets:
+    """Draws for :func:`~advx.attacks.base.resolve_targets`: ``n`` integers, one per text
+    in order, from ``random.Random(seed)`` (how text attacks have always drawn random
+    targets, so seeds keep giving the same targets)."""
+
+    def __init__(self, seed: int, n: int) -> None:
+        self.seed, self.n = seed, n
+
+    def randint(self, low: int, high: int) -> Tensor:
+        rng = random.Random(self.seed)
+        return torch.tensor([rng.randrange(low, high) for _ in range(self.n)], dtype=torch.int64)
+
+
+def _probs(target: TextTarget, texts: list[str], batch_size: int = 256) -> Tensor:
+    """Scores ``(N, C)`` of ``texts`` (float32, CPU), ``batch_size`` texts per call."""
+    out = [
+        target.scores(texts[i : i + batch_size]).float().cpu()
+        for i in range(0, len(texts), batch_size)
+    ]
+    return torch.cat(out) if out else torch.zeros(0, target.num_classes)

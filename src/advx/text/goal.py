@@ -17,7 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from advx.errors import InputError
+from advx.errors import AccessError, InputError, QueryBudgetExceeded
+from advx.targets import Access, Oracle, Query
 from advx.text.sentence import Sentence
 
 
@@ -122,14 +123,21 @@ class Scored:
 class Scorer:
     """The model as the search sees it for one example: goal scores, queries, budget.
 
+    Queries go through the attack's :class:`~advx.targets.Oracle`, which counts them per
+    example and enforces the per-example budget, exactly as for image attacks; a text
+    asked again is answered from the scorer's notes without a query.
+
     Args:
-        model: a :class:`TextModel` (``predict_proba``), optionally a
-            :class:`GradientTextModel`.
+        model: a :class:`~advx.targets.Query` of a text target's oracle, restricted to one
+            example (what :class:`~advx.text.attack.TextAttack` passes); or a text model
+            or :class:`~advx.text.target.TextTarget`, for which the scorer opens its own
+            one-example oracle with budget ``max_queries``.
         goal: the example's :class:`Goal`.
-        max_queries: budget of this example (None: unlimited). Scoring stops at the
-            budget: :meth:`score` returns fewer results than asked and
-            :attr:`exhausted` turns True; the search then returns its best so far.
-        batch_size: texts per ``predict_proba`` call.
+        max_queries: budget of this example when ``model`` is not a query (None:
+            unlimited). Scoring stops at the budget: :meth:`score` returns fewer results
+            than asked and :attr:`exhausted` turns True; the search then returns its best
+            so far.
+        batch_size: texts per scoring call.
     """
 
     def __init__(
@@ -140,29 +148,46 @@ class Scorer:
         max_queries: int | None = None,
         batch_size: int = 256,
     ) -> None:
-        self.model = model
+        if isinstance(model, Query):
+            if len(model) != 1:
+                raise InputError(f"a Scorer scores one example; the query covers {len(model)}")
+            if max_queries is not None:
+                raise InputError("the query's oracle holds the budget; do not pass max_queries")
+            query = model
+        else:
+            from advx.text.adapters import as_text_target
+
+            query = Oracle(as_text_target(model), 1, max_queries=max_queries).view("scores")
+        self.query = query
+        self.target: Any = query.oracle.target  # a TextTarget
         self.goal = goal
-        self.max_queries = max_queries
+        self.max_queries = query.oracle.max_queries
         self.batch_size = batch_size
-        self.queries = 0
         self._seen: dict[str, Scored] = {}
+
+    @property
+    def queries(self) -> int:
+        """Queries this example has spent."""
+        return int(self.query.queries[0])
 
     @property
     def remaining(self) -> int | None:
         """Queries left (None: unlimited)."""
-        return None if self.max_queries is None else max(0, self.max_queries - self.queries)
+        left = self.query.remaining
+        return None if left is None else max(0, int(left[0]))
 
     @property
     def exhausted(self) -> bool:
         """True when the budget is spent."""
-        return self.max_queries is not None and self.queries >= self.max_queries
+        return bool(self.query.exhausted[0])
 
     @property
     def has_gradients(self) -> bool:
-        """True when the model exposes word gradients and its embedding table."""
-        return callable(getattr(self.model, "word_gradients", None)) and callable(
-            getattr(self.model, "embedding_table", None)
-        )
+        """True when the target grants white-box access (word gradients, embeddings)."""
+        return bool(self.target.access >= Access.GRADIENTS)
+
+    def _charge(self, k: int) -> None:
+        self.query.oracle.charge(self.query.idx.repeat_interleave(k))
 
     def score(self, sentences: Sequence[Sentence]) -> list[Scored]:
         """Score ``sentences`` in order, charging one query per text not scored before;
@@ -180,8 +205,8 @@ class Scorer:
             todo = todo[:left]
         for i in range(0, len(todo), self.batch_size):
             chunk = todo[i : i + self.batch_size]
-            probs = _check_probs(self.model.predict_proba([s.text for s in chunk]), len(chunk))
-            self.queries += len(chunk)
+            self._charge(len(chunk))
+            probs = self.target.scores([s.text for s in chunk]).float().cpu()
             scores = self.goal.score(probs)
             reached = self.goal.reached(probs)
             for s, p, sc, r in zip(chunk, probs, scores.tolist(), reached.tolist(), strict=True):
@@ -201,28 +226,23 @@ class Scorer:
 
     def word_gradients(self, s: Sentence) -> tuple[Tensor, Tensor]:
         """Ids ``(n,)`` and gradients ``(n, d)`` of the attacker's loss for the words of
-        ``s`` (one query). Raises :class:`~advx.errors.QueryBudgetExceeded` when spent."""
-        from advx.errors import QueryBudgetExceeded
-
+        ``s`` (one query). Raises :class:`~advx.errors.QueryBudgetExceeded` when spent,
+        :class:`~advx.errors.AccessError` on a black-box target."""
+        if not self.has_gradients:
+            raise AccessError(
+                f"word gradients need {Access.GRADIENTS.label}; {self.target.name!r} gives "
+                f"{self.target.access.label}"
+            )
         if self.exhausted:
             raise QueryBudgetExceeded(f"max_queries={self.max_queries} spent")
-        self.queries += 1
+        self._charge(1)
         g = self.goal
         label = g.target if g.target is not None else g.label
-        return self.model.word_gradients(s.text, list(s.words), label, targeted=g.targeted)
+        ids, grads = self.target.word_gradients(s.text, list(s.words), label, targeted=g.targeted)
+        return ids, grads
 
     def embedding_table(self) -> tuple[Tensor, list[str], Tensor]:
         """The model's embedding table (free: it is part of the white-box model)."""
         if not hasattr(self, "_table"):
-            self._table = self.model.embedding_table()
+            self._table: tuple[Tensor, list[str], Tensor] = self.target.embedding_table()
         return self._table
-
-
-def _check_probs(p: Any, n: int) -> Tensor:
-    if not isinstance(p, Tensor):
-        p = torch.as_tensor(p)
-    if p.dim() != 2 or p.shape[0] != n:
-        raise InputError(
-            f"predict_proba must return (len(texts), C) = ({n}, C), got {tuple(p.shape)}"
-        )
-    return p.detach().float().cpu()

@@ -18,19 +18,23 @@ import torch
 from torch import Tensor
 
 from advx.errors import InputError
+from advx.text.adapters import as_text_target
 from advx.text.result import TextAttackResults
+from advx.text.target import TextTarget
 
 
-def _pred(model: Any, texts: Sequence[str], batch_size: int = 256) -> Tensor:
+def _pred(target: TextTarget, texts: Sequence[str], batch_size: int = 256) -> Tensor:
     out = [
-        model.predict_proba(list(texts[i : i + batch_size])).argmax(dim=1).cpu()
+        target.labels(list(texts[i : i + batch_size])).cpu()
         for i in range(0, len(texts), batch_size)
     ]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
 def transfer(results: TextAttackResults, target: Any) -> dict[str, Any]:
-    """Evaluate the adversarial texts of ``results`` (crafted on a source) on ``target``.
+    """Evaluate the adversarial texts of ``results`` (crafted on a source) on ``target``
+    (any text model or :class:`~advx.text.target.TextTarget`; labels are enough, so a
+    labels-only HTTP endpoint can be a target).
 
     Returns:
         ``n``; ``source_success_rate``; ``target_clean_accuracy`` (on the originals);
@@ -39,8 +43,7 @@ def transfer(results: TextAttackResults, target: Any) -> dict[str, Any]:
         the target got right before); ``transfer_rate`` (share of those pairs the
         target now gets wrong; None if there are none).
     """
-    if not callable(getattr(target, "predict_proba", None)):
-        raise InputError(f"target must have predict_proba(list[str]), got {type(target).__name__}")
+    target = as_text_target(target)
     if len(results) == 0:
         raise InputError("no attack results to transfer")
     rs = list(results)
