@@ -346,7 +346,7 @@ class ScoreBox(Target):
     def from_torch(cls, module: nn.Module, **meta: Any) -> ScoreBox:
         """Softmax probabilities of a torch module, no gradients; ``meta`` as for
         :func:`torch_target` (other adapters live in :mod:`advx.adapters`)."""
-        return torch_target(module, outputs="scores", **meta)
+        return TorchScoreBox(WhiteBox(module, **meta))
 
 
 class LabelBox(Target):
@@ -365,7 +365,7 @@ class LabelBox(Target):
     def from_torch(cls, module: nn.Module, **meta: Any) -> LabelBox:
         """Argmax labels of a torch module; ``meta`` as for
         :func:`torch_target` (other adapters live in :mod:`advx.adapters`)."""
-        return torch_target(module, outputs="labels", **meta)
+        return TorchLabelBox(WhiteBox(module, **meta))
 
 
 # ------------------------------------------------------------------ torch without gradients

@@ -72,20 +72,21 @@ class AdversaryEntry:
 
 
 _ADVERSARIES: dict[str, AdversaryEntry] = {}
-_PLUGINS_LOADED = False
+_PLUGINS_LOADED: set[str] = set()
 
 
 def _load_plugins() -> None:
-    """Register the adversaries other packages provide, once, on first use: the text
-    recipes (deepwordbug, pwws, ...), which train by augmentation under the same --adv
-    option (kept lazy so importing this module does not import the text stack)."""
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    _PLUGINS_LOADED = True
-    from advx.text.training import register_text_adversaries
+    """Register the adversaries other modalities provide (the text recipes: deepwordbug,
+    pwws, ..., which train by augmentation under the same --adv option), once each, on
+    first use; each modality's package registered how (:mod:`advx.modalities`)."""
+    import advx.models  # noqa: F401  (the zoo: its packages register their modalities)
+    from advx.modalities import modalities
 
-    register_text_adversaries()
+    for name, plugin in modalities().items():
+        if name in _PLUGINS_LOADED or plugin.load_adversaries is None:
+            continue
+        _PLUGINS_LOADED.add(name)
+        plugin.load_adversaries()
 
 
 def register_adversary(

@@ -20,3 +20,45 @@ Example:
     >>> res = recipes.create("textfooler")(clf, ["I love this car"], [1])  # doctest: +SKIP
     >>> res[0].adversarial                                         # doctest: +SKIP
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from advx.modalities import ModalityPlugin, register_modality
+
+if TYPE_CHECKING:
+    from advx.training import StepInfo, TrainConfig, TrainResult
+
+
+def _train(
+    arch: str,
+    data: str | Any,
+    *,
+    test: Any | None = None,
+    config: TrainConfig | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    adversary: Any | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    from advx.text.training import train
+
+    return train(
+        arch, data, test=test, config=config, arch_kwargs=arch_kwargs, out=out,
+        adversary=adversary, on_step=on_step, meta=meta,
+    )  # fmt: skip
+
+
+def _load_adversaries() -> None:
+    from advx.text.training import register_text_adversaries
+
+    register_text_adversaries()
+
+
+# Texts train by augmentation and attack with recipes: the generic layers find both here
+# (advx.modalities), so they never import this package by name.
+register_modality(ModalityPlugin("text", train=_train, load_adversaries=_load_adversaries))
