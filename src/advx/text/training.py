@@ -248,7 +248,7 @@ class TextAugmentation:
 def register_text_adversaries() -> None:
     """Register every text recipe as an adversary of ``advx train --adv NAME``
     (:func:`advx.defenses.adversarial_training.register_adversary`, modality ``text``)."""
-    from advx.defenses.adversarial_training import adversaries, register_adversary
+    from advx.defenses.adversaries import adversaries, register_adversary
     from advx.text.recipes import get, names
 
     known = adversaries()
