@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from advx.data.core import TextDataset
+from advx.data.core import ImageDataset, TextDataset
 from advx.errors import ConfigError, InputError
 from advx.io import atomic_path
 from advx.text.models import MiniLMNet, TextClassifier
@@ -329,6 +329,7 @@ def train(
     from advx.text.models import build
 
     spec = get_arch(arch)
+    test_ds: ImageDataset | TextDataset | None
     if isinstance(data, str):
         name = data
         train_ds = load(data, "train")
