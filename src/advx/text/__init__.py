@@ -10,7 +10,8 @@ Modules (import what you need; nothing heavy loads until used):
   :mod:`advx.text.search`, :mod:`advx.text.goal` — its parts;
 * :mod:`advx.text.result` — per-example results, metrics, word diffs (terminal, HTML);
 * :mod:`advx.text.models` — ``bow``, ``wordcnn``, ``lstm``, ``minilm``;
-* :mod:`advx.text.training` — training and adversarial augmentation;
+* :mod:`advx.text.training` — training and adversarial augmentation (this package
+  registers them as the "text" modality of :mod:`advx.modalities` when imported);
 * :mod:`advx.text.wordnet`, :mod:`advx.text.minilm`, :mod:`advx.text.embeddings` —
   the offline resources (WordNet 3.0, all-MiniLM-L6-v2).
 
