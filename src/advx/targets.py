@@ -345,10 +345,8 @@ class ScoreBox(Target):
     @classmethod
     def from_torch(cls, module: nn.Module, **meta: Any) -> ScoreBox:
         """Softmax probabilities of a torch module, no gradients; ``meta`` as for
-        :func:`advx.adapters.torch_target` (other adapters live in :mod:`advx.adapters`)."""
-        from advx.adapters import torch_target
-
-        return torch_target(module, outputs="scores", **meta)  # type: ignore[return-value]
+        :func:`torch_target` (other adapters live in :mod:`advx.adapters`)."""
+        return TorchScoreBox(WhiteBox(module, **meta))
 
 
 class LabelBox(Target):
@@ -366,10 +364,98 @@ class LabelBox(Target):
     @classmethod
     def from_torch(cls, module: nn.Module, **meta: Any) -> LabelBox:
         """Argmax labels of a torch module; ``meta`` as for
-        :func:`advx.adapters.torch_target` (other adapters live in :mod:`advx.adapters`)."""
-        from advx.adapters import torch_target
+        :func:`torch_target` (other adapters live in :mod:`advx.adapters`)."""
+        return TorchLabelBox(WhiteBox(module, **meta))
 
-        return torch_target(module, outputs="labels", **meta)  # type: ignore[return-value]
+
+# ------------------------------------------------------------------ torch without gradients
+OUTPUT_KINDS = ("scores", "labels")
+
+
+def check_outputs_arg(outputs: str, allowed: Sequence[str] = OUTPUT_KINDS) -> None:
+    """Raise :class:`~advx.errors.InputError` unless ``outputs`` is one of ``allowed``
+    (the ``outputs=`` argument of the adapters)."""
+    if outputs not in allowed:
+        raise InputError(f"outputs must be one of {', '.join(map(repr, allowed))}, got {outputs!r}")
+
+
+def target_meta(t: Target) -> dict[str, Any]:
+    """The metadata keyword arguments of ``t`` (input shape, classes, bounds, names), to
+    build another target over the same model."""
+    return {
+        "input_shape": t.input_shape,
+        "num_classes": t.num_classes,
+        "bounds": t.bounds,
+        "class_names": t.class_names,
+        "name": t.name,
+    }
+
+
+class TorchScoreBox(ScoreBox):
+    """Probabilities (softmax of the logits) of a torch module, without gradients.
+
+    Built by :func:`torch_target`; during an attack the module is in eval mode with frozen
+    parameters, exactly as for :class:`~advx.targets.WhiteBox`.
+    """
+
+    def __init__(self, white: WhiteBox) -> None:
+        super().__init__(lambda x: white._logits(x).softmax(dim=1), **target_meta(white))
+        self.white = white
+
+    def attacking(self) -> Any:
+        return self.white.attacking()
+
+
+class TorchLabelBox(LabelBox):
+    """Labels (argmax of the logits) of a torch module; see :class:`TorchScoreBox`."""
+
+    def __init__(self, white: WhiteBox) -> None:
+        super().__init__(lambda x: white._logits(x).argmax(dim=1), **target_meta(white))
+        self.white = white
+
+    def attacking(self) -> Any:
+        return self.white.attacking()
+
+
+def torch_target(
+    module: nn.Module,
+    *,
+    outputs: str = "scores",
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    bounds: tuple[float, float] | None = None,
+    class_names: Sequence[str] | None = None,
+    name: str = "model",
+) -> ScoreBox | LabelBox:
+    """A torch classifier seen as a score-based or decision-based black box.
+
+    Args:
+        module: an :class:`~advx.models.adapter.Classifier` (carries its metadata) or a
+            plain module mapping bounded inputs ``(N, *input_shape)`` to logits ``(N, C)``.
+        outputs: ``"scores"`` (softmax probabilities; a ScoreBox, default) or ``"labels"``
+            (argmax; a LabelBox).
+        input_shape, num_classes, bounds, class_names: needed for a plain module;
+            override the Classifier's otherwise.
+        name: shown in messages and reports.
+
+    Example:
+        >>> from advx.models.adapter import Classifier
+        >>> clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)),
+        ...                  input_shape=(1, 2, 2), num_classes=3)
+        >>> box = torch_target(clf)
+        >>> box.scores(torch.zeros(5, 1, 2, 2)).sum(dim=1).allclose(torch.ones(5))
+        True
+    """
+    check_outputs_arg(outputs)
+    white = WhiteBox(
+        module,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        bounds=bounds,
+        class_names=class_names,
+        name=name,
+    )
+    return TorchScoreBox(white) if outputs == "scores" else TorchLabelBox(white)
 
 
 # ---------------------------------------------------------------------------- oracle

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol, Union, cast, runtime_checkable
+from typing import Any, Protocol, Union, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -498,9 +498,15 @@ def fit_sklearn(model: Any, data: Any) -> History:
 
     if not isinstance(model, SklearnClassifier):
         raise InputError(f"fit_sklearn needs a SklearnClassifier, got {type(model).__name__}")
+    return _fit_once(lambda m, x, y: m.fit(x, y), model, data)
+
+
+def _fit_once(fit_fn: Callable[[Any, Tensor, Tensor], Any], model: Any, data: Any) -> History:
+    """Train a model that fits in one call (:attr:`advx.models.registry.Backend.fit`);
+    its wall time as a :class:`History` with one entry."""
     x, y = _as_tensors(data)
     t0 = time.perf_counter()
-    model.fit(x, y)
+    fit_fn(model, x, y)
     seconds = time.perf_counter() - t0
     return History(epochs=[{"seconds": seconds, "images": float(len(y))}], seconds=seconds)
 
@@ -622,15 +628,16 @@ def train(
         True
     """
     from advx.data import ImageDataset, load
+    from advx.modalities import get_modality
     from advx.models import build, get_arch, save
 
     spec = get_arch(arch)
-    if spec.modality == "text":  # tokenised texts; augmentation instead of a loss hook
-        from advx.text.training import train as train_text
-
-        return train_text(
+    plugin = get_modality(spec.modality)
+    trainer = plugin.train if plugin is not None else None
+    if trainer is not None:  # e.g. text: tokenised texts, augmentation instead of a loss hook
+        return trainer(
             arch, data, test=test, config=config, arch_kwargs=arch_kwargs, out=out,
-            adversary=cast(Any, adversary), on_step=on_step, meta=meta,
+            adversary=adversary, on_step=on_step, meta=meta,
         )  # fmt: skip
     if isinstance(data, str):
         name = data
@@ -648,7 +655,9 @@ def train(
     if spec.modality != "image":
         raise ConfigError(f"{arch!r} is a {spec.modality} model; it cannot train on images")
     config = config or default_config(arch, name)
-    if adversary is not None and spec.kind != "torch":
+    backend = spec.backend
+    gradient_trained = backend.fit is None
+    if adversary is not None and not gradient_trained:
         raise ConfigError("adversarial training needs a torch model (gradients)")
     subset = select_training(train_ds, config)
     mean, std = normalisation_of(subset.x)
@@ -660,22 +669,22 @@ def train(
             num_classes=train_ds.num_classes,
             class_names=train_ds.class_names,
             bounds=train_ds.bounds,
-            mean=mean if spec.kind == "torch" else None,
-            std=std if spec.kind == "torch" else None,
+            mean=mean if gradient_trained else None,
+            std=std if gradient_trained else None,
             seed=config.seed,
             **dict(arch_kwargs or {}),
         )
-    if spec.kind == "torch":
+    if backend.fit is None:
         history = fit(
             model, subset, config=config, adversary=adversary, world=world, on_step=on_step
         )
     else:
-        history = fit_sklearn(model, subset)
+        history = _fit_once(backend.fit, model, subset)
     acc = evaluate(model, test, batch_size=config.eval_batch_size) if test is not None else math.nan
     training = config.to_dict() | {"n_train": len(subset), "seconds": round(history.seconds, 3)}
     if history.stopped is not None:
         training["stopped"] = history.stopped
-    if spec.kind == "sklearn":
+    if not gradient_trained:  # the gradient-descent settings did not apply
         for k in ("epochs", "lr", "batch_size", "weight_decay", "optimizer", "schedule"):
             training.pop(k)
     info: dict[str, Any] = {

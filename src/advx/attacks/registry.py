@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from advx.errors import ConfigError
@@ -54,9 +55,9 @@ def _load_all() -> None:
     global _LOADED
     if _LOADED:
         return
-    import advx.attacks as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
+    # every public module next to this one defines attacks; found by file name, so the
+    # registry never imports the package that imports it
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if not info.name.startswith("_") and not info.ispkg:
             importlib.import_module(f"advx.attacks.{info.name}")
     _LOADED = True

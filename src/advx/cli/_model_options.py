@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
+from advx.cli._common import parse_float
 from advx.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -133,8 +134,6 @@ class ModelArgs:
 
 
 def _numbers(raw: str, what: str) -> tuple[float, ...]:
-    from advx.cli.attack import parse_float
-
     parts = [p.strip() for p in raw.replace(" ", ",").split(",") if p.strip()]
     if not parts:
         raise ConfigError(f"{what} needs comma-separated numbers, got {raw!r}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import math
-import re
 import types
 import typing
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
-from advx.cli._common import print_json, user_errors
+from advx.cli._common import parse_float, print_json, user_errors
 from advx.cli._model_options import ModelArgs, model_options
 from advx.errors import ConfigError
 
@@ -29,18 +28,6 @@ if TYPE_CHECKING:
 TARGET_HELPERS = ("random", "least-likely", "next")
 _BOOL = {"true": True, "yes": True, "on": True, "1": True,
          "false": False, "no": False, "off": False, "0": False}  # fmt: skip
-_FRACTION = re.compile(r"^\s*([-+]?[0-9.eE+-]+)\s*/\s*([0-9.eE+-]+)\s*$")
-
-
-def parse_float(raw: str) -> float:
-    """A float from the command line; accepts fractions like ``8/255`` and ``inf``."""
-    m = _FRACTION.match(raw)
-    try:
-        if m:
-            return float(m.group(1)) / float(m.group(2))
-        return float(raw)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"{raw!r} is not a number (examples: 0.1, 8/255)") from None
 
 
 def parse_eps(raw: str) -> float:

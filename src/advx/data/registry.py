@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union, overload
 
-from advx.data import digits, fashion_mnist, photos, tweets
+import advx.data.digits as digits
+import advx.data.fashion_mnist as fashion_mnist
+import advx.data.photos as photos
+import advx.data.tweets as tweets
 from advx.data.core import ImageDataset, TextDataset
 from advx.data.files import IMAGE_SUFFIXES, load_image_folder, load_npz, load_text_csv
 from advx.errors import AdvxError, ConfigError, DataError, DataNotFoundError, InputError

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advx.defenses.detectors import Detector, Progress, register_detector
+from advx.defenses.detector_base import Detector, Progress, register_detector
 from advx.defenses.features import logits_and_features
 from advx.errors import InputError
 from advx.models.adapter import Classifier

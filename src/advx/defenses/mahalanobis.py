@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advx.defenses.detectors import Detector, Progress, register_detector
+from advx.defenses.detector_base import Detector, Progress, register_detector
 from advx.defenses.features import logits_and_features
 from advx.errors import InputError
 from advx.models.adapter import Classifier

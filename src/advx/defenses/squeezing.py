@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from advx.defenses.detectors import Detector, register_detector
+from advx.defenses.detector_base import Detector, register_detector
 from advx.errors import ConfigError
 from advx.models.adapter import Classifier
 

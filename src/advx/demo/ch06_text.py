@@ -54,8 +54,8 @@ def run(ctx: Any) -> None:
         ctx.console.print(
             f"training a {ARCH} sentiment model on {dataset} ({config.epochs} epochs)"
         )
-        res = train(ARCH, dataset, config=config, out=model_dir)
-        ctx.console.print(f"test accuracy [bold]{100 * res.test_accuracy:.1f}%[/bold]")
+        trained = train(ARCH, dataset, config=config, out=model_dir)
+        ctx.console.print(f"test accuracy [bold]{100 * trained.test_accuracy:.1f}%[/bold]")
     model = load(model_dir)
     test = load_data(dataset, "test")
     if not isinstance(test, TextDataset):

@@ -43,7 +43,16 @@ from advx.errors import CheckpointError, ConfigError, InputError
 from advx.io import atomic_dir, atomic_write_text, file_mode, fsync_file
 from advx.jsonio import dumps, finite
 from advx.models.adapter import Classifier
-from advx.models.registry import ARCHS, ArchSpec, jsonable
+from advx.models.registry import (
+    ARCHS,
+    ArchSpec,
+    Backend,
+    backends,
+    get_backend,
+    jsonable,
+    make_torch,
+    register_backend,
+)
 
 FORMAT = "advx-checkpoint"
 FORMAT_VERSION = 1
@@ -116,8 +125,6 @@ def save(
             not JSON or sets a reserved key.
         CheckpointError: ``path`` exists and is something other than a checkpoint.
     """
-    from advx.models.classic import SklearnClassifier
-
     dest = Path(path)
     extra = jsonable(meta or {}, what="checkpoint meta")
     clash = sorted(set(extra) & set(RESERVED_KEYS))
@@ -130,23 +137,18 @@ def save(
             "(build it with advx.models.build)"
         )
     spec = ARCHS[arch]
-    if isinstance(model, Classifier):
-        kind = "torch"
-    elif isinstance(model, SklearnClassifier):
-        kind = "sklearn"
-        if not model.fitted:
-            raise InputError(f"{arch} is not fitted; there is nothing to save")
-    else:
+    kind = next((b.name for b in backends().values() if isinstance(model, b.model_type)), None)
+    if kind is None:
         raise InputError(f"cannot save a {type(model).__name__}; expected a Classifier")
+    if getattr(model, "fitted", True) is False:
+        raise InputError(f"{arch} is not fitted; there is nothing to save")
     if spec.kind != kind:
         raise InputError(f"model is a {kind} model but {arch!r} is registered as {spec.kind}")
+    backend = get_backend(kind)
     _check_destination(dest)
 
     with atomic_dir(dest) as tmp:  # staged next to dest, moved into place when complete
-        if kind == "torch":
-            _write_torch(model, tmp / TORCH_FILE)
-        else:
-            _write_sklearn(model, tmp / SKLEARN_FILE)
+        backend.write(model, tmp / backend.weights_file)
         if spec.save_extra is not None:
             spec.save_extra(model, tmp)
         info: dict[str, Any] = {
@@ -159,7 +161,7 @@ def save(
             "num_classes": int(model.num_classes),
             "class_names": list(model.class_names),
             "bounds": list(model.bounds),
-            "normalisation": _normalisation(model) if kind == "torch" else None,
+            "normalisation": _normalisation(model) if isinstance(model, Classifier) else None,
             **extra,
             "advx_version": _version(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -193,13 +195,6 @@ def _write_torch(model: Classifier, file: Path) -> None:
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(file), metadata={"format": "pt"})
     os.chmod(file, file_mode())  # safetensors creates 0600; a checkpoint follows the umask
-    fsync_file(file)
-
-
-def _write_sklearn(model: Any, file: Path) -> None:
-    import skops.io
-
-    skops.io.dump(model.estimator, file)
     fsync_file(file)
 
 
@@ -453,7 +448,8 @@ def load(path: str | os.PathLike[str]) -> Any:
     info = read_info(d)
     verify(d, info)
     arch = info["arch"]
-    if info["kind"] not in ("torch", "sklearn"):
+    backend = backends().get(info["kind"])
+    if backend is None:  # a user model imported by `advx import`
         from advx.models.external import load_checkpoint
 
         return load_checkpoint(d, info)
@@ -473,10 +469,7 @@ def load(path: str | os.PathLike[str]) -> Any:
     kwargs = dict(info["arch_kwargs"])
     if spec.load_extra is not None:
         kwargs.update(spec.load_extra(d, info))
-    if spec.kind == "torch":
-        _check_weight_size(d, info, kwargs)
-        return _load_torch(d, info, spec, kwargs)
-    return _load_sklearn(d, info, spec, kwargs)
+    return backend.read(d, info, spec, kwargs)
 
 
 def _build(d: Path, info: dict[str, Any], kwargs: dict[str, Any]) -> Any:
@@ -556,58 +549,26 @@ def _load_torch(
     return model  # type: ignore[no-any-return]
 
 
-def _qualname(obj: Any) -> str:
-    t = type(obj)
-    return f"{t.__module__}.{t.__qualname__}"
+def _read_torch(
+    d: Path, info: dict[str, Any], spec: ArchSpec, kwargs: dict[str, Any]
+) -> Classifier:
+    _check_weight_size(d, info, kwargs)
+    return _load_torch(d, info, spec, kwargs)
 
 
-def _load_sklearn(d: Path, info: dict[str, Any], spec: ArchSpec, kwargs: dict[str, Any]) -> Any:
-    import numpy as np
-    import skops.io
+def _write_torch_state(model: Any, file: Path) -> None:
+    _write_torch(model, file)  # looked up at call time: tests replace _write_torch
 
-    from advx.models.classic import SklearnClassifier
 
-    f = d / SKLEARN_FILE
-    try:
-        untrusted = skops.io.get_untrusted_types(file=f)
-    except Exception as e:  # skops raises many types for a malformed archive; all mean "bad file"
-        raise CheckpointError(f"{f}: not a readable skops file ({e})") from None
-    refused = sorted(set(untrusted) - set(spec.trusted_types))
-    if refused:
-        raise CheckpointError(
-            f"{f} contains types not trusted for architecture {spec.name!r}: "
-            f"{', '.join(refused)}; refusing to load it (it may run foreign code)"
-        )
-    try:
-        estimator = skops.io.load(f, trusted=list(untrusted))
-    except Exception as e:  # see above
-        raise CheckpointError(f"{f}: cannot load the estimator ({e})") from None
-    if spec.estimator_types and _qualname(estimator) not in spec.estimator_types:
-        raise CheckpointError(
-            f"{f} holds a {_qualname(estimator)}, but {spec.name!r} saves "
-            f"{' or '.join(spec.estimator_types)}"
-        )
-    n_features = int(np.prod(info["input_shape"]))
-    if getattr(estimator, "n_features_in_", n_features) != n_features:
-        raise CheckpointError(
-            f"{f}: the estimator expects {estimator.n_features_in_} features but input_shape "
-            f"{info['input_shape']} has {n_features}"
-        )
-    classes = np.asarray(getattr(estimator, "classes_", []))
-    if classes.size == 0 or classes.min() < 0 or classes.max() >= info["num_classes"]:
-        raise CheckpointError(
-            f"{f}: the estimator's classes {classes.tolist()[:10]} do not fit num_classes="
-            f"{info['num_classes']}"
-        )
-    bounds = info.get("bounds", [0.0, 1.0])
-    clf = SklearnClassifier(
-        estimator,
-        arch=spec.name,
-        arch_kwargs=dict(info["arch_kwargs"]),
-        input_shape=info["input_shape"],
-        num_classes=info["num_classes"],
-        class_names=info["class_names"],
-        bounds=(float(bounds[0]), float(bounds[1])),
+TORCH = register_backend(
+    Backend(
+        name="torch",
+        model_type=Classifier,
+        weights_file=TORCH_FILE,
+        make=make_torch,
+        write=_write_torch_state,
+        read=_read_torch,
     )
-    clf.name = d.resolve().name
-    return clf
+)
+"""The torch backend: :class:`~advx.models.adapter.Classifier` models, safetensors weights,
+trained by :func:`advx.training.fit`."""

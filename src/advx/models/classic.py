@@ -20,15 +20,17 @@ Fashion-MNIST in well under two minutes on two CPU cores: ``svm`` 5,000 images, 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from advx.errors import InputError, ModelModeError
-from advx.models.registry import ArchSpec, register
+from advx.errors import CheckpointError, InputError, ModelModeError
+from advx.models.registry import ArchSpec, Backend, BuildRequest, register, register_backend
 from advx.targets import Access, Target
 
 
@@ -147,6 +149,103 @@ class SklearnClassifier(Target):
             f"input_shape={self.input_shape}, num_classes={self.num_classes}, "
             f"fitted={self.fitted})"
         )
+
+
+# ------------------------------------------------------------------------------ backend
+def _make_sklearn(spec: ArchSpec, request: BuildRequest) -> SklearnClassifier:
+    estimator = spec.builder(seed=request.seed, **request.kwargs)
+    return SklearnClassifier(
+        estimator,
+        arch=request.arch,
+        arch_kwargs=request.kwargs,
+        input_shape=request.input_shape,
+        num_classes=request.num_classes,
+        class_names=request.class_names,
+        bounds=request.bounds,
+    )
+
+
+def _write_sklearn(model: SklearnClassifier, file: Path) -> None:
+    import skops.io
+
+    skops.io.dump(model.estimator, file)
+    with open(file, "rb") as f:  # durable before model.json says it is there
+        os.fsync(f.fileno())
+
+
+def _qualname(obj: Any) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _read_sklearn(
+    d: Path, info: dict[str, Any], spec: ArchSpec, kwargs: dict[str, Any]
+) -> SklearnClassifier:
+    import skops.io
+
+    f = d / SKLEARN.weights_file
+    try:
+        untrusted = skops.io.get_untrusted_types(file=f)
+    except Exception as e:  # skops raises many types for a malformed archive; all mean "bad file"
+        raise CheckpointError(f"{f}: not a readable skops file ({e})") from None
+    refused = sorted(set(untrusted) - set(spec.trusted_types))
+    if refused:
+        raise CheckpointError(
+            f"{f} contains types not trusted for architecture {spec.name!r}: "
+            f"{', '.join(refused)}; refusing to load it (it may run foreign code)"
+        )
+    try:
+        estimator = skops.io.load(f, trusted=list(untrusted))
+    except Exception as e:  # see above
+        raise CheckpointError(f"{f}: cannot load the estimator ({e})") from None
+    if spec.estimator_types and _qualname(estimator) not in spec.estimator_types:
+        raise CheckpointError(
+            f"{f} holds a {_qualname(estimator)}, but {spec.name!r} saves "
+            f"{' or '.join(spec.estimator_types)}"
+        )
+    n_features = int(np.prod(info["input_shape"]))
+    if getattr(estimator, "n_features_in_", n_features) != n_features:
+        raise CheckpointError(
+            f"{f}: the estimator expects {estimator.n_features_in_} features but input_shape "
+            f"{info['input_shape']} has {n_features}"
+        )
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    if classes.size == 0 or classes.min() < 0 or classes.max() >= info["num_classes"]:
+        raise CheckpointError(
+            f"{f}: the estimator's classes {classes.tolist()[:10]} do not fit num_classes="
+            f"{info['num_classes']}"
+        )
+    bounds = info.get("bounds", [0.0, 1.0])
+    clf = SklearnClassifier(
+        estimator,
+        arch=spec.name,
+        arch_kwargs=dict(info["arch_kwargs"]),
+        input_shape=info["input_shape"],
+        num_classes=info["num_classes"],
+        class_names=info["class_names"],
+        bounds=(float(bounds[0]), float(bounds[1])),
+    )
+    clf.name = d.resolve().name
+    return clf
+
+
+def _fit_sklearn(model: SklearnClassifier, x: Tensor, y: Tensor) -> None:
+    model.fit(x, y)
+
+
+SKLEARN = register_backend(
+    Backend(
+        name="sklearn",
+        model_type=SklearnClassifier,
+        weights_file="model.skops",  # advx.models.checkpoint.SKLEARN_FILE
+        make=_make_sklearn,
+        write=_write_sklearn,
+        read=_read_sklearn,
+        fit=_fit_sklearn,
+    )
+)
+"""The scikit-learn backend: :class:`SklearnClassifier` models, skops files (no pickle;
+only the types an architecture declares are trusted), fitted in one call."""
 
 
 # ----------------------------------------------------------------------------- builders

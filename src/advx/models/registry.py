@@ -35,8 +35,97 @@ from torch import nn
 from advx.errors import ConfigError
 from advx.models.adapter import Classifier
 
-Kind = Literal["torch", "sklearn"]
+Kind = str
+"""The name of a :class:`Backend`: ``"torch"`` and ``"sklearn"`` are built in."""
 Modality = Literal["image", "text"]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What :func:`build` was asked for, handed to :attr:`Backend.make`: the options
+    (``kwargs``, JSON values) and the model's metadata."""
+
+    arch: str
+    kwargs: dict[str, Any]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: Sequence[str] | None
+    bounds: tuple[float, float]
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How the models of one kind (:attr:`ArchSpec.kind`) are built, saved, loaded and
+    trained. :func:`build`, :func:`advx.models.save`, :func:`advx.models.load` and
+    :func:`advx.training.train` look the backend up by the spec's ``kind`` and call it, so
+    no generic code branches on a kind's name; a new kind of model is one
+    :func:`register_backend` call (scikit-learn's is in :mod:`advx.models.classic`, torch's
+    in :mod:`advx.models.checkpoint`).
+
+    Attributes:
+        name: the kind, as in :attr:`ArchSpec.kind` and ``model.json`` (``"torch"``).
+        model_type: the class :attr:`make` returns; :func:`advx.models.save` accepts only
+            instances of it.
+        weights_file: the checkpoint file holding the model (``"model.safetensors"``).
+        make: ``make(spec, request) -> model``: calls ``spec.builder`` and wraps what it
+            returns (the model carries ``arch`` and ``arch_kwargs``).
+        write: ``write(model, file)``: the model's weights/state into ``file``, durably.
+        read: ``read(directory, info, spec, builder_kwargs) -> model`` from a checkpoint
+            whose files are already verified (``info`` is its ``model.json``); raises
+            :class:`~advx.errors.CheckpointError` for anything it cannot vouch for.
+        fit: None when the model trains by gradient descent (:func:`advx.training.fit`:
+            normalisation inside the model, adversarial training, several processes);
+            else ``fit(model, x, y)`` trains it in one call on a seeded subsample, and
+            the gradient-descent settings (epochs, lr...) do not apply.
+    """
+
+    name: str
+    model_type: type
+    weights_file: str
+    make: Callable[[ArchSpec, BuildRequest], Any]
+    write: Callable[[Any, Path], None]
+    read: Callable[[Path, dict[str, Any], ArchSpec, dict[str, Any]], Any]
+    fit: Callable[[Any, Any, Any], Any] | None = None
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Add a :class:`Backend` (a kind of model); returns it.
+
+    Raises:
+        ConfigError: a different backend already has that name.
+    """
+    old = _BACKENDS.get(backend.name)
+    if old is not None and old is not backend:
+        raise ConfigError(f"model backend {backend.name!r} is already registered")
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def backends() -> dict[str, Backend]:
+    """The registered backends by kind (``import advx.models`` registers the built-in
+    ones)."""
+    return dict(_BACKENDS)
+
+
+def get_backend(kind: str) -> Backend:
+    """The :class:`Backend` of ``kind``.
+
+    Raises:
+        ConfigError: no backend of that kind is registered.
+    """
+    try:
+        return _BACKENDS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"no model backend {kind!r} (known: {', '.join(sorted(_BACKENDS))}); import the "
+            "module that registers it (advx.models.register_backend)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -46,8 +135,9 @@ class ArchSpec:
     Attributes:
         name: registry key (``"cnn"``), used on the command line and in ``model.json``.
         description: one line shown by ``advx train --list``.
-        kind: ``"torch"`` (``builder`` returns an ``nn.Module`` that :func:`build` wraps in
-            a :class:`~advx.models.adapter.Classifier`) or ``"sklearn"`` (``builder``
+        kind: the :class:`Backend` that builds, saves, loads and trains it: ``"torch"``
+            (``builder`` returns an ``nn.Module`` that :func:`build` wraps in a
+            :class:`~advx.models.adapter.Classifier`) or ``"sklearn"`` (``builder``
             returns an unfitted estimator that :func:`build` wraps in a
             :class:`~advx.models.classic.SklearnClassifier`).
         modality: ``"image"`` or ``"text"``; which datasets it can be trained on.
@@ -83,6 +173,11 @@ class ArchSpec:
     estimator_types: tuple[str, ...] = ()
     save_extra: Callable[[Any, Path], None] | None = None
     load_extra: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None
+
+    @property
+    def backend(self) -> Backend:
+        """The :class:`Backend` named by :attr:`kind`."""
+        return get_backend(self.kind)
 
     def defaults_for(self, dataset: str | None = None) -> dict[str, Any]:
         """Training defaults for ``dataset`` (the general ones updated by its overrides)."""
@@ -160,8 +255,8 @@ def register(spec: ArchSpec) -> ArchSpec:
     """
     if spec.name in _REGISTRY:
         raise ConfigError(f"architecture {spec.name!r} is already registered")
-    if spec.kind not in ("torch", "sklearn"):
-        raise ConfigError(f"{spec.name}: kind must be 'torch' or 'sklearn', got {spec.kind!r}")
+    if not isinstance(spec.kind, str) or not spec.kind:
+        raise ConfigError(f"{spec.name}: kind must name a model backend, got {spec.kind!r}")
     if spec.modality not in ("image", "text"):
         raise ConfigError(f"{spec.name}: modality must be 'image' or 'text'")
     _REGISTRY[spec.name] = spec
@@ -262,31 +357,35 @@ def build(
         raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
     if class_names is not None and len(class_names) != int(num_classes):
         raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
-    if spec.kind == "sklearn":
-        from advx.models.classic import SklearnClassifier
-
-        estimator = spec.builder(seed=int(seed), **kwargs)
-        return SklearnClassifier(
-            estimator,
-            arch=arch,
-            arch_kwargs=kwargs,
-            input_shape=shape,
-            num_classes=int(num_classes),
-            class_names=class_names,
-            bounds=bounds,
-        )
-    net = spec.builder(shape, int(num_classes), **kwargs)
-    if not isinstance(net, nn.Module):
-        raise ConfigError(f"builder of {arch!r} returned {type(net).__name__}, not nn.Module")
-    clf = Classifier(
-        net,
+    request = BuildRequest(
+        arch=arch,
+        kwargs=kwargs,
         input_shape=shape,
         num_classes=int(num_classes),
+        class_names=class_names,
         bounds=bounds,
         mean=mean,
         std=std,
-        class_names=class_names,
+        seed=int(seed),
     )
-    clf.arch = arch
-    clf.arch_kwargs = kwargs
+    return spec.backend.make(spec, request)
+
+
+def make_torch(spec: ArchSpec, request: BuildRequest) -> Classifier:
+    """The torch backend's :attr:`Backend.make`: ``spec.builder(input_shape, num_classes,
+    **kwargs)`` wrapped in a :class:`~advx.models.adapter.Classifier`."""
+    net = spec.builder(request.input_shape, request.num_classes, **request.kwargs)
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"builder of {spec.name!r} returned {type(net).__name__}, not nn.Module")
+    clf = Classifier(
+        net,
+        input_shape=request.input_shape,
+        num_classes=request.num_classes,
+        bounds=request.bounds,
+        mean=request.mean,
+        std=request.std,
+        class_names=request.class_names,
+    )
+    clf.arch = request.arch
+    clf.arch_kwargs = request.kwargs
     return clf

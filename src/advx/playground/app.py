@@ -35,8 +35,9 @@ from typing import Any
 from torch import Tensor
 
 import advx
+import advx.playground.images as images
+import advx.playground.tasks as tasks
 from advx.errors import AdvxError, InputError
-from advx.playground import images, tasks
 from advx.playground.jobs import Busy, JobRunner
 from advx.playground.zoo import Zoo, image_data
 

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import advx.playground.images as images
 from advx.errors import InputError
-from advx.playground import images
 from advx.playground.jobs import Monitor
 from advx.playground.zoo import Zoo, image_data
 

@@ -1,7 +1,7 @@
 """How each chapter of the demo reads in the report: one builder per chapter record.
 
 Each builder turns a chapter's saved record (``chNN.json``, written by the chapter with
-:func:`advx.report.story.save_chapter`) into a :class:`~advx.report.story.Section`: the
+:func:`advx.report.story.save_chapter`) into a :class:`~advx.report.sections.Section`: the
 sentence of what the chapter shows, its tables with human column names, and its figures,
 drawn from the record's per-example values by the pure functions of
 :mod:`advx.report.plots`. A builder never runs a model or an attack. Imported by
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from advx.errors import CheckpointError
-from advx.report.story import (
+from advx.report.sections import (
     Diff,
     Options,
     Picture,

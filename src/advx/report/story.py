@@ -24,15 +24,48 @@ import math
 import os
 import statistics
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from advx.errors import CheckpointError
+from advx.report.sections import (
+    Builder,
+    Diff,
+    Options,
+    Picture,
+    Section,
+    Table,
+    builders,
+    chapter,
+    norm_name,
+    num,
+    pct,
+    picture_file,
+)
 
 if TYPE_CHECKING:
     from advx.report.html import Contents
+
+__all__ = [  # the section vocabulary lives in advx.report.sections; re-exported here
+    "FORMAT",
+    "Builder",
+    "Diff",
+    "Options",
+    "Picture",
+    "Section",
+    "Table",
+    "attack_section",
+    "chapter",
+    "is_attack_run",
+    "load_chapters",
+    "norm_name",
+    "num",
+    "pct",
+    "picture_file",
+    "save_chapter",
+    "story_sections",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,122 +124,6 @@ def load_chapters(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-# ------------------------------------------------------------------------- the sections
-@dataclass
-class Table:
-    """A table with human column names; cells are display strings."""
-
-    columns: list[str]
-    rows: list[list[str]]
-    caption: str = ""
-
-
-@dataclass
-class Picture:
-    """A figure: PNG bytes, a title and the alternative text a reader without the image
-    gets."""
-
-    title: str
-    png: bytes
-    alt: str
-    caption: str = ""
-    file: str | None = None  # set when written next to the summary
-
-    @property
-    def uri(self) -> str:
-        """``data:`` URI for a self-contained page."""
-        from advx.report.plots import png_base64
-
-        return png_base64(self.png)
-
-
-@dataclass
-class Diff:
-    """A text attack's example: HTML with ``<del>``/``<ins>`` and a Markdown twin."""
-
-    html: str
-    markdown: str
-
-
-@dataclass
-class Section:
-    """One section of the report (a chapter of the story, or one attack run)."""
-
-    key: str
-    title: str
-    lede: str
-    tables: list[Table] = field(default_factory=list)
-    pictures: list[Picture] = field(default_factory=list)
-    diffs: list[Diff] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    transfer: Any = None  # the TransferSection this chapter presents, if any
-
-    def to_json(self) -> dict[str, Any]:
-        """The machine-readable twin (pictures by title and file only)."""
-        return {
-            "key": self.key,
-            "title": self.title,
-            "lede": self.lede,
-            "tables": [
-                {"caption": t.caption, "columns": t.columns, "rows": t.rows} for t in self.tables
-            ],
-            "figures": [{"title": p.title, "file": p.file} for p in self.pictures],
-            "notes": self.notes,
-        }
-
-
-@dataclass(frozen=True)
-class Options:
-    """How sections are drawn: ``amplification`` of perturbations in example figures
-    (None: the largest factor that does not clip)."""
-
-    amplification: float | None = None
-
-
-def pct(v: Any, digits: int = 1) -> str:
-    """``0.953`` -> ``"95.3%"``; None/NaN -> ``"—"``."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    return f"{100 * float(v):.{digits}f}%"
-
-
-def num(v: Any, fmt: str = ".3g") -> str:
-    """A number for a table cell; None/NaN -> ``"—"``."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    return format(v, fmt) if isinstance(v, float) else str(v)
-
-
-def norm_name(norm: str | None) -> str:
-    """``"linf"`` -> ``"L∞"`` (and L2, L1, L0) for headings and sentences."""
-    return {"linf": "L∞", "l2": "L2", "l1": "L1", "l0": "L0"}.get(str(norm), str(norm))
-
-
-def picture_file(root: Path, name: str, title: str, alt: str, used: set[Path]) -> Picture | None:
-    """The PNG ``root/name`` a chapter saved, as a :class:`Picture` (None if absent);
-    marks it in ``used`` so the page does not show it again among loose figures."""
-    p = root / name
-    if not p.is_file():
-        return None
-    used.add(p.resolve())
-    return Picture(title, p.read_bytes(), alt)
-
-
-# ------------------------------------------------------------------------- the chapters
-Builder = Callable[[dict[str, Any], Path, "Contents", Options, set[Path]], Section | None]
-_BUILDERS: dict[str, Builder] = {}
-
-
-def chapter(key: str) -> Callable[[Builder], Builder]:
-    """Register a builder of chapter ``key``'s section (see :mod:`advx.report.chapters`)."""
-
-    def deco(fn: Builder) -> Builder:
-        _BUILDERS[key] = fn
-        return fn
-
-    return deco
-
-
 # ------------------------------------------------------------------------------- entries
 def story_sections(contents: Contents, options: Options | None = None) -> list[Section]:
     """The sections of every chapter saved under ``contents.root``, in the story's order.
@@ -218,9 +135,10 @@ def story_sections(contents: Contents, options: Options | None = None) -> list[S
 
     o = options or Options()
     recs = load_chapters(contents.root)
+    table = builders()
     out = []
     for key in sorted(recs):
-        build = _BUILDERS.get(key)
+        build = table.get(key)
         if build is None:
             continue
         try:

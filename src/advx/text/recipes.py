@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import advx.text.constraints as C
+import advx.text.transformations as T
 from advx.errors import ConfigError
-from advx.text import constraints as C
-from advx.text import transformations as T
 from advx.text.attack import TextAttack
 from advx.text.embeddings import MINILM_SYNONYM_COS
 from advx.text.search import BeamSearch, GreedySearch

@@ -39,9 +39,19 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from advx.data.core import ImageDataset, TextDataset
 from advx.errors import ConfigError, InputError
 from advx.io import atomic_path
 from advx.text.models import MiniLMNet, TextClassifier
+from advx.training import (
+    History,
+    StepInfo,
+    TrainConfig,
+    TrainResult,
+    default_config,
+    fit,
+    select_training,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +98,9 @@ def fit_text(
     texts: Sequence[str],
     labels: Tensor,
     *,
-    config: Any,
-    on_step: Callable[[Any], None] | None = None,
-) -> Any:
+    config: TrainConfig,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> History:
     """Train ``model`` on ``texts`` / ``labels (N,)`` with :func:`advx.training.fit`.
 
     Args:
@@ -101,7 +111,6 @@ def fit_text(
         The :class:`advx.training.History`. The model is left in eval mode.
     """
     from advx.models.adapter import Classifier
-    from advx.training import fit
 
     texts = list(texts)
     labels = torch.as_tensor(labels).long()
@@ -136,15 +145,15 @@ def adversarial_fit(
     texts: Sequence[str],
     labels: Tensor,
     *,
-    config: Any,
+    config: TrainConfig,
     recipe: str = "deepwordbug",
     rounds: int = 2,
     attack_per_round: int = 1000,
     round_epochs: int = 1,
     max_queries: int = 500,
-    on_step: Callable[[Any], None] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[Any, list[dict[str, Any]]]:
+) -> tuple[History, list[dict[str, Any]]]:
     """Adversarial data augmentation (see the module docstring).
 
     Trains for ``config.epochs`` on the clean texts, then ``rounds`` times: attacks
@@ -239,7 +248,7 @@ class TextAugmentation:
 def register_text_adversaries() -> None:
     """Register every text recipe as an adversary of ``advx train --adv NAME``
     (:func:`advx.defenses.adversarial_training.register_adversary`, modality ``text``)."""
-    from advx.defenses.adversarial_training import adversaries, register_adversary
+    from advx.defenses.adversaries import adversaries, register_adversary
     from advx.text.recipes import get, names
 
     known = adversaries()
@@ -262,15 +271,15 @@ def register_text_adversaries() -> None:
 
 def _augmentation_runner(
     arch: str,
-    data: str | Any,
+    data: str | TextDataset,
     *,
     adversary: TextAugmentation,
-    config: Any = None,
+    config: TrainConfig | None = None,
     arch_kwargs: Mapping[str, Any] | None = None,
     out: str | Path | None = None,
-    on_step: Callable[[Any], None] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
     **_ignored: Any,  # world, on_check: single process, no eps ball to check
-) -> Any:
+) -> TrainResult:
     """How ``advx train --adv RECIPE`` trains a text model (see :func:`train`)."""
     return train(
         arch, data, config=config, arch_kwargs=arch_kwargs, out=out, adversary=adversary,
@@ -280,17 +289,17 @@ def _augmentation_runner(
 
 def train(
     arch: str,
-    data: str | Any,
+    data: str | TextDataset,
     *,
-    test: Any | None = None,
-    config: Any | None = None,
+    test: TextDataset | None = None,
+    config: TrainConfig | None = None,
     arch_kwargs: Mapping[str, Any] | None = None,
     out: str | Path | None = None,
     adversary: str | TextAugmentation | None = None,
     adv_options: Mapping[str, Any] | None = None,
-    on_step: Callable[[Any], None] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
     meta: Mapping[str, Any] | None = None,
-) -> Any:
+) -> TrainResult:
     """Build a text model, train it, measure test accuracy, save it.
 
     Args:
@@ -314,22 +323,24 @@ def train(
         :class:`~advx.models.adapter.Classifier` like for every architecture (wrap it
         in :class:`~advx.text.models.TextClassifier` to score texts).
     """
-    from advx.data import TextDataset, load
+    from advx.data import load
     from advx.data.text import Vocab
     from advx.models import get_arch, save
     from advx.text.models import build
-    from advx.training import TrainResult, default_config, select_training
 
     spec = get_arch(arch)
+    test_ds: ImageDataset | TextDataset | None
     if isinstance(data, str):
         name = data
         train_ds = load(data, "train")
-        test = load(data, "test") if test is None else test
+        test_ds = load(data, "test") if test is None else test
     else:
-        train_ds, name = data, getattr(data, "name", "custom")
+        train_ds, name, test_ds = data, getattr(data, "name", "custom"), test
     if spec.modality != "text":
         raise ConfigError(f"{arch!r} is an {spec.modality} model; it cannot train on texts")
-    if not isinstance(train_ds, TextDataset):
+    if not isinstance(train_ds, TextDataset) or (
+        test_ds is not None and not isinstance(test_ds, TextDataset)
+    ):
         raise ConfigError(
             f"{arch!r} is a text model; {name!r} is not a text dataset (use tweets-binary or tweets)"
         )
@@ -361,7 +372,7 @@ def train(
     else:
         history = fit_text(model, subset.texts, subset.y, config=config, on_step=on_step)
     seconds = time.perf_counter() - t0
-    acc = accuracy(model, test.texts, test.y) if test is not None else math.nan
+    acc = accuracy(model, test_ds.texts, test_ds.y) if test_ds is not None else math.nan
     training = config.to_dict() | {"n_train": len(subset), "seconds": round(seconds, 3)}
     if arch != "minilm":
         training["vocab_min_freq"] = VOCAB_MIN_FREQ
