@@ -145,7 +145,7 @@ def test_serve_user_models(user, monkeypatch, kind, digits_mlp, digits_data):
     from starlette.testclient import TestClient
 
     captured = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app_, **kw: captured.update(app=app_, **kw))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: captured.update(app=self.config.app))
     extra = () if kind == "onnx" else SHAPE
     res = _run("serve", user[kind], *extra, "--class-names", Path(user["root"]) / "names.txt",
                "--port", "8123", "--device", "cpu")  # fmt: skip
@@ -244,7 +244,9 @@ def test_readme_byom_commands_run(user, hf_dir, tmp_path, monkeypatch):
     shutil.copytree(hf_dir, work / "hf-sentiment")
     monkeypatch.chdir(work)
     served = []
-    monkeypatch.setattr(uvicorn, "run", lambda app_, **kw: served.append(kw))
+    monkeypatch.setattr(
+        uvicorn.Server, "run", lambda self: served.append({"port": self.config.port})
+    )
     commands = _readme_commands()
     kinds = {c.split()[1] for c in commands}
     assert {"attack", "eval", "transfer", "detect", "text", "import", "serve"} <= kinds
