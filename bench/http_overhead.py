@@ -16,8 +16,11 @@ scoring of one batch of ``--batch`` rows:
   standard V2 client; ``bench/setup.sh`` installs it) asking for the same output;
 * with ``--threaded``, ``advx binary, threaded server``: a second server that always
   evaluates in a worker thread (``inline_seconds=0``), to show what inline evaluation buys;
-* with ``--baseline-src DIR``, ``advx binary, baseline server``: a third server run from
-  another checkout's ``src`` (e.g. the main branch), for before/after in one run.
+* ``advx binary, httpx client``: advx's client sending through httpx (its transport
+  before the standard library's keep-alive connections; still used for https);
+* with ``--baseline-src DIR``, ``advx binary, baseline server, httpx client`` and
+  ``triton binary, baseline server``: a third server run from another checkout's ``src``
+  (e.g. the main branch before this work), for before/after in one run.
 
 Both processes use the same number of torch threads (``--threads``, default 1: the
 machine is small and shared, and oversubscribed OpenMP threads make timings meaningless).
@@ -192,13 +195,26 @@ def bench_model(key: str, args: argparse.Namespace, workdir: Path) -> dict:
         for name, fn in triton_methods(url, xn).items():
             np.testing.assert_allclose(fn(), ref.numpy(), rtol=1e-6, atol=1e-7)
             methods[name], pids[name] = fn, pid
+        import httpx
+
         for variant, (proc, vurl) in servers.items():
-            if variant:
-                target = HttpTarget(vurl, "m", binary=True, batch_size=args.batch)
+            where = f", {variant} server" if variant else ""
+            # httpx: the client's transport before the standard library's (and for https)
+            clients = {"": None, ", httpx client": httpx.Client()}
+            if variant == "threaded":
+                clients.pop(", httpx client")
+            elif not variant:
+                clients.pop("")
+            for how, http in clients.items():
+                target = HttpTarget(vurl, "m", binary=True, batch_size=args.batch, http_client=http)
                 assert torch.equal(target.scores(x), ref)
-                name = f"advx binary, {variant} server"
+                name = f"advx binary{where}{how}"
                 methods[name] = lambda t=target: t.scores(x)
                 pids[name] = proc.pid
+            if variant == "baseline":
+                for name, fn in triton_methods(vurl, xn).items():
+                    if "binary" in name:
+                        methods[f"{name}{where}"], pids[f"{name}{where}"] = fn, proc.pid
         wall: dict[str, list[float]] = {m: [] for m in methods}
         cpu: dict[str, list[float]] = {m: [] for m in methods}
         names = list(methods)
