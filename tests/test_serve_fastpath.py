@@ -212,3 +212,35 @@ def test_proxied_and_https_urls_go_through_httpx(monkeypatch):
     monkeypatch.setenv("no_proxy", "models.example")
     assert isinstance(OipClient("http://models.example:8080").http, StdlibHttp)
     assert isinstance(OipClient("https://models.example").http, httpx.Client)
+
+
+# ------------------------------------------------------------------------ JSON float32 text
+def test_float32_json_text_round_trips_exactly():
+    import json
+
+    rng = np.random.default_rng(2)
+    f32 = np.finfo(np.float32)
+    special = [0.0, -0.0, 1.0, f32.max, -f32.max, f32.tiny, f32.smallest_subnormal, 1 / 3]
+    x = np.concatenate([rng.standard_normal(5000) * 10.0 ** rng.integers(-30, 30, 5000), special])
+    x = x.astype(np.float32).reshape(-1, 2)
+    body, headers = protocol.encode_request(x, outputs=["predict_proba"])
+    assert protocol.HEADER_LENGTH not in headers
+    data = json.loads(body)["inputs"][0]["data"]
+    assert all(type(v) is float for v in data)  # never an int, even for 0 and 1
+    back = protocol.decode_request(body).inputs[0].array
+    assert back.dtype == np.float32
+    assert np.array_equal(back.view(np.int32), x.view(np.int32))  # bit for bit, -0.0 too
+    with pytest.raises(protocol.ProtocolError, match="NaN"):
+        protocol.encode_request(np.array([[np.inf]], np.float32))
+    # responses: float32 scores in JSON, int64 labels as JSON integers
+    scores = np.array([[0.25, 0.75]], np.float32)
+    labels = np.array([1], np.int64)
+    body, _ = protocol.encode_response(
+        "m",
+        [protocol.WireTensor("predict_proba", scores), protocol.WireTensor("predict", labels)],
+        parameters={"queries_used": 1},
+    )
+    obj = json.loads(body)
+    assert obj["parameters"] == {"queries_used": 1} and obj["outputs"][1]["data"] == [1]
+    out = protocol.decode_response(body)
+    assert np.array_equal(out["predict_proba"], scores) and np.array_equal(out["predict"], labels)
