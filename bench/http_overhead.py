@@ -3,7 +3,7 @@ with a standard third-party KServe V2 client (tritonclient.http).
 
 For each model (zoo architectures on Fashion-MNIST-sized and digits-sized inputs, saved as
 checkpoints), the script starts ``python -m advx serve`` on a free loopback port and times,
-interleaved over ``--repeats`` rounds (the order of the methods rotates each round), the
+interleaved over ``--repeats`` rounds (the methods in a new random order each round), the
 scoring of one batch of ``--batch`` rows:
 
 * ``in-process``: ``torch_target(model).scores(x)`` in this process, the whole batch at once
@@ -42,6 +42,8 @@ import glob
 import json
 import os
 import platform
+import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -222,8 +224,10 @@ def bench_model(key: str, args: argparse.Namespace, workdir: Path) -> dict:
             for fn in methods.values():  # warm-up
                 fn()
                 fn()
-            for r in range(args.repeats):
-                for name in names[r % len(names) :] + names[: r % len(names)]:
+            order = random.Random(0)
+            for _ in range(args.repeats):
+                order.shuffle(names)  # no method always runs after the same one
+                for name in names:
                     fn, spid = methods[name], pids[name]
                     s0, c0 = cpu_on_server(spid), time.process_time()
                     t0 = time.perf_counter()
@@ -261,6 +265,8 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "http_overhead.json"
     )
     args = ap.parse_args()
+    # a terminated run still stops its servers and removes its checkpoints (finally blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -296,7 +302,7 @@ def main() -> None:
             **versions,
         },  # fmt: skip
         "note": (
-            "min/median over interleaved rounds (method order rotating); overhead = method / "
+            "min/median over interleaved rounds (methods shuffled each round); overhead = method / "
             "in-process - 1; paired = median of per-round ratios; cpu = this process's CPU "
             "time plus the server's, per call"
         ),
