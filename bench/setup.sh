@@ -40,6 +40,17 @@ if ! "$VENV/bin/python" -c "import torchattacks, foolbox, art" 2>/dev/null; then
   $PIP install "${LIGHT[@]}"
   $PIP install --no-deps "${PEERS[@]}"
 fi
+# A standard third-party KServe V2 client for bench/http_overhead.py (it must see the same
+# latency as advx's own client): tritonclient.http with its transport, geventhttpclient,
+# and their small dependencies, pinned and without declared dependencies (tritonclient's
+# "all" extras would pull grpcio, aiohttp and CUDA Python).
+TRITON=("tritonclient==2.73.0" "geventhttpclient==2.6.1" "gevent==26.9.0" "greenlet==3.5.6"
+        "zope.event==6.2" "zope.interface==8.7" "python-rapidjson==1.25" "brotli==1.2.1"
+        "certifi" "urllib3" "packaging")
+if ! "$VENV/bin/python" -c "import tritonclient.http" 2>/dev/null; then
+  say "installing tritonclient.http: ${TRITON[*]}"
+  $PIP install --no-deps "${TRITON[@]}"
+fi
 # Opt-in (heavy: flair, datasets, bert-score, ~1 GB): TextAttack 0.3.11 for the text
 # bench (bench/text.py --textattack).  BENCH_TEXTATTACK=1 bench/setup.sh
 # TextAttack imports every component at package import, so its declared dependencies
@@ -71,7 +82,8 @@ if [ "${BENCH_TEXTATTACK:-0}" = 1 ]; then
 fi
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md
-for name in ("torch", "advx", "torchattacks", "foolbox", "adversarial-robustness-toolbox"):
+for name in ("torch", "advx", "torchattacks", "foolbox", "adversarial-robustness-toolbox",
+             "tritonclient"):
     print(f"  {name} {md.version(name)}")
 PY
 say "done: run  bench/.venv/bin/python bench/whitebox.py"

@@ -6,15 +6,23 @@ exponential back-off on server errors (5xx) and connection failures, an API key 
 and typed errors: a 4xx answer or a malformed response raises
 :class:`~advx.errors.RemoteError` (:class:`HttpStatusError` carries the status code).
 
-httpx is imported when a client is created, not when this module is imported.
+Plain ``http://`` servers that are reached without a proxy are spoken to through the
+standard library's keep-alive connections (:class:`StdlibHttp`: about a third of
+httpx's Python work per request, which shows on a fast model); ``https://`` servers,
+proxied ones and a caller's own ``http_client`` go through httpx, imported only then.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import select
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -54,6 +62,109 @@ _HINTS = {
 }
 
 
+class TransportError(RemoteError):
+    """The request got no HTTP answer (connection refused or reset, time-out)."""
+
+
+class StdlibResponse:
+    """An HTTP answer read by :class:`StdlibHttp`: ``status_code``, ``headers`` (looked up
+    without regard to case), ``content``, :meth:`json`; the part of ``httpx.Response``
+    that :class:`OipClient` uses."""
+
+    def __init__(self, status_code: int, headers: Any, content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    def json(self) -> Any:
+        """The body parsed as JSON (``ValueError`` if it is not)."""
+        return json.loads(self.content)
+
+
+class StdlibHttp:
+    """Keep-alive HTTP/1.1 connections to one ``http://`` server, from ``http.client``.
+
+    Thread-safe: each request takes an idle connection (or opens one) and puts it back
+    once its answer is read. A kept-alive connection that the server has closed (an idle
+    time-out) is noticed before it is reused, and a request that fails on a reused
+    connection before any answer is sent again once on a new one, as browsers and httpx
+    do; other failures raise :class:`TransportError`.
+
+    Args:
+        url: ``http://host[:port]`` (a path prefix is kept).
+        timeout: seconds for connecting and for each read.
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise RemoteError(f"{url!r} is not a plain http:// URL")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.prefix = parts.path.rstrip("/")
+        self.timeout = timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection still open (reused: True), or a new one."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout), False
+            sock = conn.sock
+            # readable while idle: the server closed it (EOF) or sent garbage; drop it
+            if sock is not None and not select.select([sock], [], [], 0)[0]:
+                return conn, True
+            conn.close()
+
+    def request(
+        self, method: str, url: str, *, content: bytes | None, headers: dict[str, str]
+    ) -> StdlibResponse:
+        """Send one request (``url``: the full URL as :class:`OipClient` builds it)."""
+        path = self.prefix + urlsplit(url).path
+        for fresh_try in (False, True):
+            conn, reused = self._connection()
+            try:
+                conn.request(method, path, body=content, headers=headers)
+                r = conn.getresponse()
+                data = r.read()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                stale = isinstance(
+                    e, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                )
+                if reused and stale and not fresh_try:
+                    continue  # the server closed the kept-alive connection: once more
+                raise TransportError(f"{type(e).__name__}: {e}") from None
+            if r.will_close:
+                conn.close()
+            else:
+                with self._lock:
+                    self._idle.append(conn)
+            return StdlibResponse(r.status, r.headers, data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def _direct_http(url: str) -> bool:
+    """True for an ``http://`` URL that no proxy setting (``HTTP_PROXY``...) applies to."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    proxies = urllib.request.getproxies()
+    return "http" not in proxies or bool(urllib.request.proxy_bypass(parts.hostname))
+
+
 class OipClient:
     """Client of one V2 inference server.
 
@@ -68,8 +179,9 @@ class OipClient:
             (default 3); 4xx answers are never retried.
         backoff: seconds before the first retry, doubled after each (default 0.25).
         http_client: an existing ``httpx.Client`` to send through, with its own time-out
-            settings (for tests, e.g.
-            Starlette's ``TestClient``); default a new keep-alive client.
+            settings (for tests, e.g. Starlette's ``TestClient``); default: keep-alive
+            connections of the standard library for a plain ``http://`` URL reached
+            without a proxy (:class:`StdlibHttp`), else a new ``httpx.Client``.
 
     Attributes:
         requests: HTTP requests sent (retries included); ``retried``: retries made.
@@ -96,9 +208,6 @@ class OipClient:
             raise RemoteError(
                 f"need retries >= 0, timeout > 0, backoff >= 0; got {retries}, {timeout}, {backoff}"
             )
-        import httpx
-
-        self._httpx = httpx
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
         self.retries = int(retries)
@@ -109,7 +218,15 @@ class OipClient:
             self.headers[api_key_header] = f"Bearer {api_key}" if is_auth else api_key
         self._owned = http_client is None
         # Our own client carries the time-out; a caller's client keeps its own settings.
-        self.http = http_client if http_client is not None else httpx.Client(timeout=self.timeout)
+        self.http: Any
+        self._transport_errors: tuple[type[BaseException], ...] = (TransportError,)
+        if http_client is None and _direct_http(self.url):
+            self.http = StdlibHttp(self.url, self.timeout)
+        else:
+            import httpx
+
+            self._transport_errors = (TransportError, httpx.TransportError)
+            self.http = http_client if http_client is not None else httpx.Client(timeout=timeout)
         self.requests = 0
         self.retried = 0
 
@@ -122,7 +239,9 @@ class OipClient:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        """Send one request with retries; return the ``httpx.Response`` of a 2xx answer.
+        """Send one request with retries; return the response of a 2xx answer (an
+        ``httpx.Response``, or a :class:`StdlibResponse`: ``status_code``, ``headers``,
+        ``content``, ``json()``).
 
         Raises:
             HttpStatusError: a 4xx answer, or a 5xx answer after all retries.
@@ -142,7 +261,7 @@ class OipClient:
                     content=content,
                     headers={**self.headers, **(headers or {})},
                 )
-            except self._httpx.TransportError as e:  # connect/read errors and time-outs
+            except self._transport_errors as e:  # connect/read errors and time-outs
                 last, last_status = f"{type(e).__name__}: {e}", 0
                 log.info("%s %s failed (%s); attempt %d", method, url, last, attempt + 1)
                 continue

@@ -221,17 +221,41 @@ def _encode_tensors(
             blob = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
             params["binary_data_size"] = len(blob)
             blobs.append(blob)
-        else:
-            entry["data"] = a.reshape(-1).tolist()
         if params:
             entry["parameters"] = params
-        items.append(entry)
-    head = {**head, key: items}
-    text = json.dumps(head, allow_nan=False, separators=(",", ":")).encode()
+        if t.name in binary:
+            items.append(_json_text(entry))
+        elif a.dtype.kind == "f" and a.dtype.itemsize == 4 and bool(np.isfinite(a).all()):
+            # float32 as text: 9 significant digits give back the same float32 (what
+            # json.dumps writes for the float64 of each value has 17); printed by one
+            # %-format over the whole tensor, ~2x faster to write and ~2.5x to parse
+            items.append(_json_text(entry, "data", _float32_text(a)))
+        else:
+            items.append(_json_text({**entry, "data": a.reshape(-1).tolist()}))
+    text = _json_text(head, key, "[" + ",".join(items) + "]").encode()
     if not blobs:
         return text, {"content-type": JSON_CONTENT_TYPE}
     headers = {"content-type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(text))}
     return b"".join([text, *blobs]), headers
+
+
+def _json_text(obj: dict[str, Any], key: str | None = None, value: str = "") -> str:
+    """``obj`` as compact JSON, plus the member ``key`` whose value is the JSON text
+    ``value`` (already serialised: spliced in, not encoded again)."""
+    text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    if key is None:
+        return text
+    sep = "," if obj else ""
+    return f"{text[:-1]}{sep}{json.dumps(key)}:{value}}}"
+
+
+def _float32_text(a: np.ndarray) -> str:
+    """A finite float32 array as a flat JSON list: ``%.8e`` (9 significant digits, which
+    read back as float32 give the same values; always a float, never an int)."""
+    values = a.reshape(-1).tolist()
+    if not values:
+        return "[]"
+    return "[" + (("%.8e," * len(values)) % tuple(values))[:-1] + "]"
 
 
 # ----------------------------------------------------------------------------- requests

@@ -28,7 +28,11 @@ Guards, each answered with ``{"error": "..."}`` and never a crash:
   rows (the limit is published in the metadata as ``parameters.max_rows``).
 * Fairness: a batch is evaluated in chunks of ``chunk_rows`` rows under a first-come,
   first-served lock released between chunks, so a small request waits for at most one
-  chunk of each large request ahead of it, never for the whole large request.
+  chunk of each large request ahead of it, never for the whole large request. A request
+  that is alone and expected to take at most ``inline_seconds`` (0.1 s by default; from
+  the model's measured time per row) is evaluated on the event loop rather than in a
+  worker thread, which saves two thread switches per request (most of the protocol's
+  cost on a busy machine); a request arriving meanwhile waits at most that long.
 * Time: a request whose evaluation (waiting included) passes ``request_timeout`` seconds
   gets **503** and is not charged; a body that takes over ``body_timeout`` seconds to
   arrive gets **408**. :func:`serve` also closes connections that are idle for
@@ -58,14 +62,16 @@ Use :func:`create_app` in-process (tests, notebooks) or ``advx serve MODEL_DIR``
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations
 # at runtime, and `Request` is imported inside create_app (FastAPI loads lazily).
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,6 +99,9 @@ DEFAULT_IDLE_TIMEOUT = 5.0
 DEFAULT_HEADER_TIMEOUT = 10.0
 #: Requests each key may have in flight at once (429 above it).
 DEFAULT_MAX_CONCURRENT = 8
+#: Seconds of model time up to which a lone request is evaluated on the event loop itself
+#: rather than in a worker thread (two thread switches fewer; see ModelService).
+DEFAULT_INLINE_SECONDS = 0.1
 _FLOAT_TYPES = ("FP32", "FP64")
 _HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
 
@@ -138,6 +147,14 @@ class _FairLock:
             self._held = True
             return True
 
+    def try_acquire(self) -> bool:
+        """Take the lock at once if it is free and nobody waits for it; never blocks."""
+        with self._cond:
+            if self._held or self._queue:
+                return False
+            self._held = True
+            return True
+
     def release(self) -> None:
         """Hand the lock to the next in line."""
         with self._cond:
@@ -159,6 +176,17 @@ class ModelService:
         max_rows: most rows per request (413 above it).
         chunk_rows: rows evaluated per turn of the evaluation lock.
         request_timeout: seconds a request may take, waiting for its turn included.
+        inline_seconds: a request that is alone (no other inference request in the server,
+            the model idle) and whose evaluation is expected to take at most this long
+            (from the model's measured time per row) is evaluated on the caller's thread
+            (the server's event loop) instead of a worker thread: two thread switches
+            fewer, which is most of the protocol's cost under CPU contention. A request
+            arriving meanwhile waits at most this long, as it would for a chunk; 0 turns
+            it off.
+
+    The app holds the target in :meth:`~advx.targets.Target.attacking` mode (eval mode,
+    frozen parameters) while it runs (:meth:`hold`); outside it, each chunk enters and
+    leaves that mode.
     """
 
     def __init__(
@@ -173,11 +201,13 @@ class ModelService:
         max_rows: int = DEFAULT_MAX_ROWS,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        inline_seconds: float = DEFAULT_INLINE_SECONDS,
     ) -> None:
         _check_int("max_queries", max_queries, allow_none=True)
         _check_int("max_rows", max_rows)
         _check_int("chunk_rows", chunk_rows)
         _check_seconds("request_timeout", request_timeout)
+        _check_seconds("inline_seconds", inline_seconds, allow_zero=True)
         if not labels_only and target.access < Access.SCORES:
             log.info("%s gives labels only; serving labels only", target.name)
             labels_only = True
@@ -190,8 +220,16 @@ class ModelService:
         self.max_rows = int(max_rows)
         self.chunk_rows = int(chunk_rows)
         self.request_timeout = float(request_timeout)
+        self.inline_seconds = float(inline_seconds)
         self.used: dict[str, int] = {}
         self._lock = _FairLock()  # targets count queries; evaluate one chunk at a time
+        self._held = False  # the target is in attacking() mode for the app's lifetime
+        self._seconds_per_row: float | None = None  # measured; None until a first chunk
+        #: Inference requests being handled (the app counts them; inline needs 1).
+        self.active = 0
+        #: Requests evaluated inline and in worker threads (for benchmarks and tests).
+        self.inline_count = 0
+        self.thread_count = 0
 
     # -- metadata ---------------------------------------------------------------------
     @property
@@ -260,6 +298,29 @@ class ModelService:
                 429,
                 f"query budget of {self.max_queries} rows {spent}; this request has {rows} rows",
             )
+
+    # -- model mode -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the target in ``attacking()`` mode (eval mode, frozen parameters) for the
+        duration, instead of entering it for every chunk; the app does this while it runs.
+        """
+        self._lock.acquire()
+        try:
+            ctx = self.target.attacking()
+            ctx.__enter__()
+            self._held = True
+        finally:
+            self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+            try:
+                self._held = False
+                ctx.__exit__(None, None, None)
+            finally:
+                self._lock.release()
 
     # -- inference --------------------------------------------------------------------
     def parse(self, body: bytes, header_length: int | None) -> tuple[np.ndarray, dict[str, bool]]:
@@ -333,10 +394,10 @@ class ModelService:
         (the client went away)."""
         if deadline is None:
             deadline = time.monotonic() + self.request_timeout
+        self.thread_count += 1
         batch = torch.from_numpy(x)
         parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
         for start in range(0, batch.shape[0], self.chunk_rows):
-            chunk = batch[start : start + self.chunk_rows]
             if stop is not None and stop.is_set():
                 raise _Reject(499, "the client closed the request")
             if not self._lock.acquire(deadline):
@@ -346,16 +407,58 @@ class ModelService:
                     "server is busy); nothing was charged, retry later or send fewer rows",
                 )
             try:
-                with self.target.attacking():
-                    for o in outputs:
-                        if o == protocol.SCORES_OUTPUT:
-                            y = self.target.scores(chunk).detach().cpu().to(torch.float32)
-                        else:
-                            y = self.target.labels(chunk).detach().cpu().to(torch.int64)
-                        parts[o].append(y.numpy())
+                self._run_chunk(batch[start : start + self.chunk_rows], outputs, parts)
             finally:
                 self._lock.release()
         return [protocol.WireTensor(o, np.concatenate(parts[o])) for o in outputs]
+
+    def evaluate_inline(
+        self, x: np.ndarray, outputs: Sequence[str]
+    ) -> list[protocol.WireTensor] | None:
+        """Evaluate ``x`` on the calling thread, at once and without waiting, if this
+        request is alone and expected to take at most ``inline_seconds``; None
+        otherwise (then use :meth:`evaluate` in a worker thread).
+
+        "Alone": at most one inference request is being handled (:attr:`active`) and
+        nobody holds or waits for the evaluation lock. The lock is held for all chunks:
+        only a worker thread still finishing an abandoned request could want it."""
+        if (
+            self.inline_seconds <= 0
+            or self.active > 1
+            or self._seconds_per_row is None
+            or x.shape[0] * self._seconds_per_row > self.inline_seconds
+            or not self._lock.try_acquire()
+        ):
+            return None
+        try:
+            self.inline_count += 1
+            batch = torch.from_numpy(x)
+            parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
+            for start in range(0, batch.shape[0], self.chunk_rows):
+                self._run_chunk(batch[start : start + self.chunk_rows], outputs, parts)
+        finally:
+            self._lock.release()
+        return [protocol.WireTensor(o, np.concatenate(parts[o])) for o in outputs]
+
+    def _run_chunk(
+        self, chunk: torch.Tensor, outputs: Sequence[str], parts: dict[str, list[np.ndarray]]
+    ) -> None:
+        """Evaluate one chunk (the caller holds the lock); append each output to ``parts``
+        and update the measured time per row."""
+        t0 = time.perf_counter()
+        with contextlib.nullcontext() if self._held else self.target.attacking():
+            for o in outputs:
+                if o == protocol.SCORES_OUTPUT:
+                    y = self.target.scores(chunk).detach().cpu().to(torch.float32)
+                else:
+                    y = self.target.labels(chunk).detach().cpu().to(torch.int64)
+                parts[o].append(y.numpy())
+        per_row = (time.perf_counter() - t0) / chunk.shape[0]
+        last = self._seconds_per_row
+        # a running mean that follows a slower model (or a busier machine) at once
+        self._seconds_per_row = (
+            per_row if last is None or per_row > last else 0.8 * last + 0.2 * per_row
+        )
 
 
 def _check_int(what: str, value: Any, *, allow_none: bool = False, low: int = 1) -> None:
@@ -365,13 +468,15 @@ def _check_int(what: str, value: Any, *, allow_none: bool = False, low: int = 1)
         raise InputError(f"{what} must be an integer >= {low}, got {value!r}")
 
 
-def _check_seconds(what: str, value: Any) -> None:
+def _check_seconds(what: str, value: Any, *, allow_zero: bool = False) -> None:
     if (
         not isinstance(value, (int, float))
         or isinstance(value, bool)
-        or not 0 < float(value) < float("inf")
+        or not (0 <= float(value) if allow_zero else 0 < float(value))
+        or not float(value) < float("inf")
     ):
-        raise InputError(f"{what} must be a positive number of seconds, got {value!r}")
+        kind = "non-negative" if allow_zero else "positive"
+        raise InputError(f"{what} must be a {kind} number of seconds, got {value!r}")
 
 
 def _keys_of(api_key: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -518,6 +623,7 @@ def create_app(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     public_health: bool = False,
+    inline_seconds: float = DEFAULT_INLINE_SECONDS,
 ) -> Any:
     """The FastAPI app serving ``model`` over the Open Inference Protocol.
 
@@ -542,6 +648,9 @@ def create_app(
         max_concurrent: requests each key may have in flight (default 8); more get 429.
         public_health: answer ``/v2/health/live`` and ``/v2/health/ready`` without an API
             key (for probes that carry none, e.g. Kubernetes); default False.
+        inline_seconds: a lone request expected to take at most this long (default 0.1)
+            is evaluated on the event loop instead of a worker thread (see
+            :class:`ModelService`); 0: always in a worker thread.
 
     Returns:
         The FastAPI application (``app.state.service`` is its :class:`ModelService`,
@@ -551,7 +660,6 @@ def create_app(
         >>> app = create_app(clf, name="digits", api_key="s3cret", max_queries=10_000)  # doctest: +SKIP
         >>> uvicorn.run(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
     """
-    from anyio import to_thread
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
@@ -568,13 +676,21 @@ def create_app(
     service = ModelService(
         target, name=name, max_queries=max_queries, labels_only=labels_only, dataset=dataset,
         max_rows=max_rows, chunk_rows=chunk_rows, request_timeout=request_timeout,
+        inline_seconds=inline_seconds,
     )  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        with service.hold():  # eval mode and frozen parameters while serving
+            yield
+
     app = FastAPI(
         title=f"advx serve: {name}",
         version=advx.__version__,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        lifespan=lifespan,
     )
     app.state.service = service
 
@@ -636,62 +752,7 @@ def create_app(
     async def repository_index() -> list[dict[str, str]]:
         return [{"name": service.name, "version": service.version, "state": "READY"}]
 
-    @app.post("/v2/models/{model_name}/infer")
-    @app.post("/v2/models/{model_name}/versions/{version}/infer")
-    async def infer(model_name: str, request: Request, version: str | None = None) -> Response:
-        model_or_404(model_name, version)
-        key = request.scope.get("state", {}).get("api_key", "")
-        service.check_budget(key)  # nothing left: 429 before reading the body
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "gzip"):
-            raise _Reject(
-                415,
-                f"Content-Encoding {encoding!r} is not supported; send the body as is "
-                "(identity) or gzip-compressed",
-            )
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise _Reject(
-                    413, f"body is over the limit of {max_body_bytes} bytes; send smaller batches"
-                )
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        if encoding == "gzip":
-            body = _gunzip(body, max_body_bytes)
-        raw_len = request.headers.get(protocol.HEADER_LENGTH)
-        header_length = None
-        if raw_len is not None:
-            if not raw_len.strip().isdigit():
-                raise _Reject(400, f"bad Inference-Header-Content-Length {raw_len!r}")
-            header_length = int(raw_len)
-        x, outputs = service.parse(body, header_length)
-        rows = x.shape[0]
-        deadline = time.monotonic() + service.request_timeout
-        left = service.reserve(key, rows)  # charged before the await
-        stop = threading.Event()
-        try:
-            tensors = await to_thread.run_sync(
-                lambda: service.evaluate(x, list(outputs), deadline=deadline, stop=stop),
-                abandon_on_cancel=True,  # a cancelled request frees its handler at once
-            )
-        except BaseException:
-            stop.set()  # cancelled (client gone): the worker stops after its chunk
-            service.refund(key, rows)  # nothing was answered: give the rows back
-            raise
-        params: dict[str, Any] = {"queries_used": rows}
-        if left is not None:
-            params["queries_remaining"] = left
-        body, headers = protocol.encode_response(
-            service.name,
-            tensors,
-            binary={o for o, b in outputs.items() if b},
-            parameters=params,
-            model_version=service.version,
-        )
-        return Response(body, headers=headers)
-
+    app.add_middleware(_InferPath, service=service, max_body_bytes=max_body_bytes)
     app.add_middleware(
         _Guard,
         keys=keys,
@@ -701,6 +762,145 @@ def create_app(
         body_timeout=body_timeout,
     )
     return app
+
+
+_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+
+
+class _InferPath:
+    """ASGI middleware answering ``POST /v2/models/{name}[/versions/{v}]/infer`` itself.
+
+    The inference endpoint is the hot path (an attack sends thousands of requests), so it
+    reads the body and answers with raw ASGI messages rather than through FastAPI's
+    routing, dependency solving and request/response objects; everything else goes on
+    to the app. It runs inside :class:`_Guard` (API key, declared size, requests in
+    flight, body time-out are checked before)."""
+
+    def __init__(self, app: Any, service: ModelService, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        match = _INFER_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            if scope["method"] != "POST":
+                raise _Reject(405, "Method Not Allowed")
+            body, headers = await self._infer(scope, receive, match[1], match[2])
+        except _Reject as e:
+            extra = [(b"allow", b"POST")] if e.status == 405 else []
+            await _answer(send, e.status, _error_body(e.message), _JSON_HEADERS + extra)
+        except Exception as e:  # noqa: BLE001 - answer 500, never drop the connection
+            log.exception("error answering %s", scope["path"])
+            message = f"internal error: {type(e).__name__}: {e}"
+            await _answer(send, 500, _error_body(message), _JSON_HEADERS)
+        else:
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            await _answer(send, 200, body, raw)
+
+    async def _infer(
+        self, scope: Any, receive: Any, model_name: str, version: str | None
+    ) -> tuple[bytes, dict[str, str]]:
+        service = self.service
+        if model_name != service.name:
+            raise _Reject(404, f"unknown model {model_name!r}; this server has {service.name!r}")
+        if version is not None and version != service.version:
+            raise _Reject(
+                404,
+                f"unknown version {version!r} of model {model_name!r}; this server has "
+                f"version {service.version!r}",
+            )
+        key = scope.get("state", {}).get("api_key", "")
+        service.check_budget(key)  # nothing left: 429 before reading the body
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise _Reject(
+                415,
+                f"Content-Encoding {encoding!r} is not supported; send the body as is "
+                "(identity) or gzip-compressed",
+            )
+        service.active += 1
+        try:
+            return await self._answer_body(receive, headers, encoding, key)
+        finally:
+            service.active -= 1
+
+    async def _answer_body(
+        self, receive: Any, headers: dict[str, str], encoding: str, key: str
+    ) -> tuple[bytes, dict[str, str]]:
+        service = self.service
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                raise _Reject(499, "the client closed the request")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _Reject(
+                    413,
+                    f"body is over the limit of {self.max_body_bytes} bytes; send smaller batches",
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if encoding == "gzip":
+            body = _gunzip(body, self.max_body_bytes)
+        raw_len = headers.get(protocol.HEADER_LENGTH)
+        header_length = None
+        if raw_len is not None:
+            if not raw_len.strip().isdigit():
+                raise _Reject(400, f"bad Inference-Header-Content-Length {raw_len!r}")
+            header_length = int(raw_len)
+        x, outputs = service.parse(body, header_length)
+        rows = x.shape[0]
+        deadline = time.monotonic() + service.request_timeout
+        left = service.reserve(key, rows)  # charged before any await
+        names = list(outputs)
+        stop = threading.Event()
+        try:
+            tensors = service.evaluate_inline(x, names)
+            if tensors is None:
+                tensors = await _in_thread(
+                    lambda: service.evaluate(x, names, deadline=deadline, stop=stop)
+                )
+        except BaseException:
+            stop.set()  # cancelled (client gone): the worker stops after its chunk
+            service.refund(key, rows)  # nothing was answered: give the rows back
+            raise
+        params: dict[str, Any] = {"queries_used": rows}
+        if left is not None:
+            params["queries_remaining"] = left
+        return protocol.encode_response(
+            service.name,
+            tensors,
+            binary={o for o, b in outputs.items() if b},
+            parameters=params,
+            model_version=service.version,
+        )
+
+
+async def _in_thread(fn: Any) -> Any:
+    """``fn()`` in a worker thread; a cancelled caller is freed at once (the thread
+    finishes on its own)."""
+    from anyio import to_thread
+
+    return await to_thread.run_sync(fn, abandon_on_cancel=True)
+
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def _answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """Send a whole response (``content-length`` added)."""
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
