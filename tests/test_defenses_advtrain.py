@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from advx.attacks.pgd import pgd
+from advx.attacks.rng import ExampleRng
 from advx.data import load
 from advx.defenses.adversarial_training import (
     FGSMRSTraining,
@@ -90,9 +91,10 @@ def test_fgsm_rs_is_one_signed_step_from_a_uniform_start(digits_mlp, digits_data
     adv = FGSMRSTraining(eps=EPS)
     with digits_mlp.frozen_eval():
         got = adv.craft(digits_mlp, x, y, torch.Generator().manual_seed(5))
-        # reference written out: uniform start, one step of 1.25 eps, project, clip
-        g = torch.Generator().manual_seed(5)
-        x0 = (x + torch.empty_like(x).uniform_(-EPS, EPS, generator=g)).clamp(0, 1)
+        # reference written out: uniform start (drawn per example, as every attack draws
+        # it: advx.attacks.rng), one step of 1.25 eps, project, clip
+        rng = ExampleRng.coerce(torch.Generator().manual_seed(5), x.shape[0])
+        x0 = (x + rng.uniform(-EPS, EPS, x.shape[1:])).clamp(0, 1)
         x0.requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(digits_mlp(x0), y, reduction="sum"), x0)
         step = x0.detach() + 1.25 * EPS * grad.sign()

@@ -308,7 +308,7 @@ def _validate_info(info: dict[str, Any], f: Path) -> None:
     for key in ("kind", "arch", "arch_kwargs", "input_shape", "num_classes", "class_names"):
         if key not in info:
             raise bad(key, "is missing")
-    if info["kind"] not in WEIGHTS:
+    if not isinstance(info["kind"], str) or info["kind"] not in WEIGHTS:
         raise bad("kind", f"must be one of {', '.join(map(repr, WEIGHTS))}")
     if not isinstance(info["arch"], str):
         raise bad("arch", "must be a string")
