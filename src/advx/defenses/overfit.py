@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from advx.attacks._steps import step_size_for
 from advx.attacks.pgd import pgd
 from advx.defenses.training_recipes import positive_int
 from advx.errors import ConfigError, InputError
@@ -101,7 +102,7 @@ class OverfitGuard:
             with torch.no_grad():
                 clean = float((model(self.x).argmax(1) == self.y).float().mean())
             x_adv = pgd(
-                model, self.x, self.y, eps=self.eps, step_size=2.5 * self.eps / self.steps,
+                model, self.x, self.y, eps=self.eps, step_size=step_size_for(self.eps, self.steps),
                 steps=self.steps, bounds=model.bounds, generator=g,
             )  # fmt: skip
             with torch.no_grad():

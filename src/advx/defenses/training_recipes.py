@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from advx.attacks._steps import step_size_for
 from advx.attacks.fgsm import fgsm
 from advx.attacks.pgd import pgd
 from advx.errors import ConfigError, InputError
@@ -136,7 +137,7 @@ class PGDTraining(AdversarialLoss):
     @property
     def effective_step_size(self) -> float:
         """The absolute step used."""
-        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        return step_size_for(self.eps, self.steps, step_size=self.step_size)
 
     def craft(self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
         return pgd(
