@@ -84,6 +84,10 @@ def serve(
     answers `predict_proba` and `predict`. Attack it with
     `advx attack http://127.0.0.1:8080 --model-name NAME --attack square --eps 0.1`.
 
+    A text model (e.g. `advx train --data tweets-binary --model bow`) takes its texts as
+    a BYTES tensor (JSON: a list of strings; one text is one row for --max-rows and
+    --max-queries); attack it with `advx text attack http://127.0.0.1:8080`.
+
     Limits (all have safe defaults): --max-body-bytes, --max-rows, --request-timeout,
     --body-timeout, --idle-timeout, --header-timeout, --max-concurrent. Large requests are
     evaluated in chunks, taking turns with other requests, so small ones are not starved.
@@ -106,9 +110,10 @@ def serve(
         loaded = open_target(
             model_dir, name=model_name, options=model_args.options, device=model_args.device
         )
+        info = target_info(model_dir)
+        loaded = _text_model(loaded, info)
         if model_args.amp:
             loaded = _with_amp(loaded, model_args)
-        info = target_info(model_dir)
         app = create_app(
             loaded,
             name=model_name,
@@ -146,6 +151,20 @@ def serve(
     import uvicorn
 
     uvicorn.Server(config).run()
+
+
+def _text_model(loaded: Any, info: dict[str, Any]) -> Any:
+    """A checkpoint of a text architecture (``ARCHS[arch].modality == "text"``) as its
+    zoo classifier, which :func:`~advx.serve.server.create_app` serves as a text model
+    (BYTES input); anything else as it is."""
+    from advx.models import ARCHS
+    from advx.targets import WhiteBox
+
+    arch = info.get("arch")
+    spec = ARCHS.get(arch) if isinstance(arch, str) else None
+    if spec is not None and spec.modality == "text" and isinstance(loaded, WhiteBox):
+        return loaded.model
+    return loaded
 
 
 def _with_amp(target: Any, model_args: ModelArgs) -> Any:

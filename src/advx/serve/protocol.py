@@ -17,6 +17,11 @@ header followed by raw little-endian tensor bytes; the header's length travels i
 ``{"name": ..., "parameters": {"binary_data": true}}``. It avoids printing and parsing
 floats as text, which dominates the cost of JSON for image batches.
 
+Texts travel as ``BYTES`` tensors: in JSON, ``data`` is a list of strings; in binary, each
+element is its UTF-8 bytes prefixed by their length as a 4-byte little-endian integer.
+Decoded, a ``BYTES`` tensor is a numpy array of ``str`` objects (dtype ``object``); one
+that is not valid UTF-8 is refused (these are texts for a text model).
+
 Output names follow MLServer's scikit-learn runtime so one client speaks to both servers:
 ``predict_proba`` (class probabilities, ``(N, C)``) and ``predict`` (labels, ``(N,)``).
 
@@ -57,6 +62,8 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+#: The datatype of variable-length elements (texts): numpy arrays of ``str`` objects.
+BYTES = "BYTES"
 _KIND_OK = {"b": "b", "u": "bui", "i": "bui", "f": "buif"}  # JSON value kinds each accepts
 
 
@@ -65,7 +72,10 @@ class ProtocolError(ValueError):
 
 
 def datatype_of(array: np.ndarray) -> str:
-    """The V2 datatype name of a numpy array's dtype (``float32`` -> ``"FP32"``)."""
+    """The V2 datatype name of a numpy array's dtype (``float32`` -> ``"FP32"``; an
+    ``object`` array of strings -> ``"BYTES"``)."""
+    if array.dtype == np.dtype(object):
+        return BYTES
     for name, dt in DATATYPES.items():
         if array.dtype == dt or array.dtype == dt.newbyteorder("="):
             return name
@@ -179,11 +189,11 @@ def _decode_tensor(raw: Any, rest: memoryview, offset: int, what: str) -> tuple[
     what = f"{what} {name!r}"
     shape = _shape(raw.get("shape"), what)
     dt_name = raw.get("datatype")
-    if not isinstance(dt_name, str) or dt_name not in DATATYPES:
+    if not isinstance(dt_name, str) or (dt_name not in DATATYPES and dt_name != BYTES):
         raise ProtocolError(
-            f"{what}: unsupported datatype {dt_name!r}; use one of {', '.join(DATATYPES)}"
+            f"{what}: unsupported datatype {dt_name!r}; use one of "
+            f"{', '.join([*DATATYPES, BYTES])}"
         )
-    dtype = DATATYPES[dt_name]
     params = raw.get("parameters") or {}
     if not isinstance(params, dict):
         raise ProtocolError(f"{what}: 'parameters' must be an object")
@@ -191,6 +201,10 @@ def _decode_tensor(raw: Any, rest: memoryview, offset: int, what: str) -> tuple[
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ProtocolError(f"{what}: binary_data_size must be a non-negative integer")
+    if dt_name == BYTES:
+        return _decode_bytes(raw, rest, offset, size, shape, params, what)
+    dtype = DATATYPES[dt_name]
+    if size is not None:
         need = math.prod(shape) * dtype.itemsize
         if size != need:
             raise ProtocolError(
@@ -207,6 +221,107 @@ def _decode_tensor(raw: Any, rest: memoryview, offset: int, what: str) -> tuple[
     return WireTensor(name, _json_data(raw["data"], dtype, shape, what), params), offset
 
 
+def _decode_bytes(
+    raw: dict[str, Any],
+    rest: memoryview,
+    offset: int,
+    size: int | None,
+    shape: tuple[int, ...],
+    params: dict[str, Any],
+    what: str,
+) -> tuple[WireTensor, int]:
+    """A ``BYTES`` tensor (JSON strings, or length-prefixed binary elements) as an array
+    of ``str`` of ``shape``; returns it and the new offset."""
+    n = math.prod(shape)
+    texts: list[str] = []
+    if size is not None:
+        if offset + size > len(rest):
+            raise ProtocolError(
+                f"{what}: binary data ends early ({len(rest) - offset} < {size} bytes)"
+            )
+        blob, pos = bytes(rest[offset : offset + size]), 0
+        while pos < size:
+            if len(texts) == n:
+                raise ProtocolError(
+                    f"{what}: binary data holds more than the {n} elements of shape {list(shape)}"
+                )
+            if pos + 4 > size:
+                raise ProtocolError(
+                    f"{what}: element {len(texts)}: its 4-byte length runs past the end of "
+                    f"the {size} bytes of binary data"
+                )
+            length = int.from_bytes(blob[pos : pos + 4], "little")
+            pos += 4
+            if pos + length > size:
+                raise ProtocolError(
+                    f"{what}: element {len(texts)} says {length} bytes but only "
+                    f"{size - pos} are left in the binary data"
+                )
+            texts.append(_utf8(blob[pos : pos + length], what, len(texts)))
+            pos += length
+        offset += size
+    else:
+        if "data" not in raw:
+            raise ProtocolError(f"{what}: no 'data' (and no parameters.binary_data_size)")
+        texts = _json_strings(raw["data"], what)
+        for i, t in enumerate(texts):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ProtocolError(
+                    f"{what}: element {i} is not valid UTF-8 (it has a lone surrogate)"
+                ) from None
+    if len(texts) != n:
+        raise ProtocolError(
+            f"{what}: 'data' has {len(texts)} elements but shape {list(shape)} needs {n}"
+        )
+    array = np.empty(n, dtype=object)
+    array[:] = texts
+    return WireTensor(str(raw["name"]), array.reshape(shape), params), offset
+
+
+def _utf8(raw: bytes, what: str, index: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtocolError(f"{what}: element {index} is not valid UTF-8 ({e.reason})") from None
+
+
+def _json_strings(data: Any, what: str) -> list[str]:
+    """The strings of a flat or nested JSON list, in row-major order."""
+    if not isinstance(data, list):
+        raise ProtocolError(f"{what}: 'data' of a BYTES tensor must be a list of strings")
+    out: list[str] = []
+    stack: list[Any] = [iter(data)]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        else:
+            raise ProtocolError(
+                f"{what}: 'data' of a BYTES tensor must hold strings only, got "
+                f"{type(item).__name__} {item!r:.40}"
+            )
+    return out
+
+
+_END = object()
+
+
+def _bytes_blob(a: np.ndarray) -> bytes:
+    """A ``BYTES`` array in the binary extension's layout: each element's UTF-8 bytes
+    after their length (4 bytes, little-endian)."""
+    parts = []
+    for v in a.reshape(-1).tolist():
+        b = v.encode("utf-8") if isinstance(v, str) else bytes(v)
+        parts += [len(b).to_bytes(4, "little"), b]
+    return b"".join(parts)
+
+
 def _encode_tensors(
     head: dict[str, Any], key: str, tensors: Sequence[WireTensor], binary: set[str]
 ) -> tuple[bytes, dict[str, str]]:
@@ -218,7 +333,10 @@ def _encode_tensors(
         entry: dict[str, Any] = {"name": t.name, "shape": list(a.shape), "datatype": datatype_of(a)}
         params = dict(t.parameters)
         if t.name in binary:
-            blob = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+            if a.dtype == np.dtype(object):
+                blob = _bytes_blob(a)
+            else:
+                blob = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
             params["binary_data_size"] = len(blob)
             blobs.append(blob)
         if params:
@@ -270,7 +388,8 @@ def encode_request(
     """Body and HTTP headers of an inference request for the batch ``x`` (N, ...).
 
     Args:
-        x: the input batch; its dtype gives the datatype (use float32 for ``FP32``).
+        x: the input batch; its dtype gives the datatype (use float32 for ``FP32``; an
+            ``object`` array of ``str`` for texts, ``BYTES``).
         input_name: the model's input name (``"input"`` for ``advx serve``).
         outputs: output names to ask for (empty: the server's default).
         binary: send ``x`` and ask for the outputs with the binary tensor extension.

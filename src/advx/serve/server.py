@@ -19,6 +19,11 @@ Outputs are ``predict_proba`` (FP32 ``(N, C)`` probabilities) and ``predict`` (I
 ``(N,)`` labels), the names MLServer's scikit-learn runtime uses. With
 ``labels_only=True`` only ``predict`` exists (a decision-only API).
 
+A text model (a :class:`~advx.text.target.TextTarget`, or a zoo classifier of a text
+architecture) takes one ``BYTES`` input of shape ``[N]``: N texts, as JSON strings or
+length-prefixed UTF-8 in the binary extension (:mod:`advx.serve.protocol`). One text is
+one row for ``max_rows`` and the query budgets; ``predict`` is the argmax of the scores.
+
 Guards, each answered with ``{"error": "..."}`` and never a crash:
 
 * API keys: when ``api_key`` is set, every request must carry ``Authorization: Bearer
@@ -162,11 +167,17 @@ class _FairLock:
             self._cond.notify_all()
 
 
+#: A decoded batch: a float32 array ``(N, *input_shape)``, or N texts for a text model.
+Batch = np.ndarray | list[str]
+
+
 class ModelService:
     """What the server does, without HTTP: validation, budgets and evaluation.
 
     Args:
-        target: the model as an advx target (scores needed unless ``labels_only``).
+        target: the model as an advx target (scores needed unless ``labels_only``); a
+            :class:`~advx.text.target.TextTarget` is served as a text model (``BYTES``
+            input, one text per row).
         name: the model's name in URLs.
         max_queries: rows each key may have evaluated (None: unlimited).
         labels_only: serve labels only.
@@ -212,6 +223,8 @@ class ModelService:
             log.info("%s gives labels only; serving labels only", target.name)
             labels_only = True
         self.target = target
+        #: Whether the model takes texts (a TextTarget) rather than tensors.
+        self.text = _is_text_target(target)
         self.name = name
         self.max_queries = max_queries
         self.labels_only = labels_only
@@ -248,6 +261,25 @@ class ModelService:
                 0,
                 {"name": protocol.SCORES_OUTPUT, "datatype": "FP32", "shape": [-1, t.num_classes]},
             )
+        if self.text:
+            max_len = getattr(t, "max_len", None)
+            return {
+                "name": self.name,
+                "versions": [self.version],
+                "platform": f"advx-{type(t).__name__}",
+                "inputs": [{"name": protocol.INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+                "outputs": outputs,
+                "parameters": {
+                    "num_classes": t.num_classes,
+                    "class_names": list(t.class_names),
+                    "labels_only": self.labels_only,
+                    "max_queries": self.max_queries,
+                    "max_rows": self.max_rows,
+                    "binary_data": True,
+                    **({"max_len": max_len} if isinstance(max_len, int) and max_len > 0 else {}),
+                    **({"dataset": self.dataset} if self.dataset else {}),
+                },
+            }
         return {
             "name": self.name,
             "versions": [self.version],
@@ -323,9 +355,10 @@ class ModelService:
                 self._lock.release()
 
     # -- inference --------------------------------------------------------------------
-    def parse(self, body: bytes, header_length: int | None) -> tuple[np.ndarray, dict[str, bool]]:
-        """Decode and validate a request: the batch ``(N, *input_shape)`` float32 and the
-        outputs to send (name -> binary). Raises ``_Reject`` (400/403)."""
+    def parse(self, body: bytes, header_length: int | None) -> tuple[Batch, dict[str, bool]]:
+        """Decode and validate a request: the batch ``(N, *input_shape)`` float32 (a text
+        model: the list of N texts) and the outputs to send (name -> binary). Raises
+        ``_Reject`` (400/403/413)."""
         try:
             req = protocol.decode_request(body, header_length)
         except protocol.ProtocolError as e:
@@ -339,7 +372,17 @@ class ModelService:
             raise _Reject(
                 400, f"unknown input {t.name!r}; this model's input is {protocol.INPUT_NAME!r}"
             )
+        outputs = req.outputs or {o: False for o in self.output_names}
+        for o in outputs:
+            if o == protocol.SCORES_OUTPUT and self.labels_only:
+                raise _Reject(
+                    403, f"this server gives labels only; ask for {protocol.LABELS_OUTPUT!r}"
+                )
+            if o not in self.output_names:
+                raise _Reject(400, f"unknown output {o!r}; outputs: {', '.join(self.output_names)}")
         dt = protocol.datatype_of(t.array)
+        if self.text:
+            return self._texts(t.array, dt), outputs
         if dt not in _FLOAT_TYPES:
             raise _Reject(400, f"input datatype must be FP32 (or FP64), got {dt}")
         shape = tuple(self.target.input_shape)
@@ -367,19 +410,31 @@ class ModelService:
                 400,
                 f"input values in [{amin:.4g}, {amax:.4g}] are outside the bounds [{lo:g}, {hi:g}]",
             )
-        outputs = req.outputs or {o: False for o in self.output_names}
-        for o in outputs:
-            if o == protocol.SCORES_OUTPUT and self.labels_only:
-                raise _Reject(
-                    403, f"this server gives labels only; ask for {protocol.LABELS_OUTPUT!r}"
-                )
-            if o not in self.output_names:
-                raise _Reject(400, f"unknown output {o!r}; outputs: {', '.join(self.output_names)}")
         return np.array(a, dtype=np.float32, order="C"), outputs  # a writable copy
+
+    def _texts(self, a: np.ndarray, dt: str) -> list[str]:
+        """The texts of a text model's input tensor (BYTES, shape ``[N]``)."""
+        if dt != protocol.BYTES:
+            raise _Reject(
+                400,
+                f"this is a text model: send the texts as a BYTES tensor of shape [N] "
+                f"(JSON: a list of strings), got {dt}",
+            )
+        if a.ndim != 1:
+            raise _Reject(400, f"input shape must be [N] (one text per row), got {list(a.shape)}")
+        if a.shape[0] == 0:
+            raise _Reject(400, "empty batch: the input has 0 texts")
+        if a.shape[0] > self.max_rows:
+            raise _Reject(
+                413,
+                f"request has {a.shape[0]} texts, over the limit of {self.max_rows} rows (texts) "
+                "per request; send smaller batches",
+            )
+        return [str(v) for v in a.tolist()]
 
     def evaluate(
         self,
-        x: np.ndarray,
+        x: Batch,
         outputs: Sequence[str],
         *,
         deadline: float | None = None,
@@ -395,9 +450,9 @@ class ModelService:
         if deadline is None:
             deadline = time.monotonic() + self.request_timeout
         self.thread_count += 1
-        batch = torch.from_numpy(x)
+        batch = _rows_of(x)
         parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
-        for start in range(0, batch.shape[0], self.chunk_rows):
+        for start in range(0, len(batch), self.chunk_rows):
             if stop is not None and stop.is_set():
                 raise _Reject(499, "the client closed the request")
             if not self._lock.acquire(deadline):
@@ -413,7 +468,7 @@ class ModelService:
         return [protocol.WireTensor(o, np.concatenate(parts[o])) for o in outputs]
 
     def evaluate_inline(
-        self, x: np.ndarray, outputs: Sequence[str]
+        self, x: Batch, outputs: Sequence[str]
     ) -> list[protocol.WireTensor] | None:
         """Evaluate ``x`` on the calling thread, at once and without waiting, if this
         request is alone and expected to take at most ``inline_seconds``; None
@@ -426,39 +481,90 @@ class ModelService:
             self.inline_seconds <= 0
             or self.active > 1
             or self._seconds_per_row is None
-            or x.shape[0] * self._seconds_per_row > self.inline_seconds
+            or len(x) * self._seconds_per_row > self.inline_seconds
             or not self._lock.try_acquire()
         ):
             return None
         try:
             self.inline_count += 1
-            batch = torch.from_numpy(x)
+            batch = _rows_of(x)
             parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
-            for start in range(0, batch.shape[0], self.chunk_rows):
+            for start in range(0, len(batch), self.chunk_rows):
                 self._run_chunk(batch[start : start + self.chunk_rows], outputs, parts)
         finally:
             self._lock.release()
         return [protocol.WireTensor(o, np.concatenate(parts[o])) for o in outputs]
 
     def _run_chunk(
-        self, chunk: torch.Tensor, outputs: Sequence[str], parts: dict[str, list[np.ndarray]]
+        self,
+        chunk: torch.Tensor | list[str],
+        outputs: Sequence[str],
+        parts: dict[str, list[np.ndarray]],
     ) -> None:
         """Evaluate one chunk (the caller holds the lock); append each output to ``parts``
-        and update the measured time per row."""
+        and update the measured time per row. Texts are scored once per chunk, and
+        ``predict`` is the argmax of those scores (labels only without scores access)."""
         t0 = time.perf_counter()
         with contextlib.nullcontext() if self._held else self.target.attacking():
-            for o in outputs:
-                if o == protocol.SCORES_OUTPUT:
-                    y = self.target.scores(chunk).detach().cpu().to(torch.float32)
-                else:
-                    y = self.target.labels(chunk).detach().cpu().to(torch.int64)
-                parts[o].append(y.numpy())
-        per_row = (time.perf_counter() - t0) / chunk.shape[0]
+            if isinstance(chunk, list):
+                self._run_texts(chunk, outputs, parts)
+            else:
+                for o in outputs:
+                    if o == protocol.SCORES_OUTPUT:
+                        y = self.target.scores(chunk).detach().cpu().to(torch.float32)
+                    else:
+                        y = self.target.labels(chunk).detach().cpu().to(torch.int64)
+                    parts[o].append(y.numpy())
+        per_row = (time.perf_counter() - t0) / len(chunk)
         last = self._seconds_per_row
         # a running mean that follows a slower model (or a busier machine) at once
         self._seconds_per_row = (
             per_row if last is None or per_row > last else 0.8 * last + 0.2 * per_row
         )
+
+
+    def _run_texts(
+        self, texts: list[str], outputs: Sequence[str], parts: dict[str, list[np.ndarray]]
+    ) -> None:
+        """:meth:`_run_chunk` for texts: one ``scores`` call per chunk gives both outputs
+        (``predict`` is its argmax); a labels-only target is asked for labels."""
+        if self.target.access < Access.SCORES:
+            labels = self.target.labels(texts).detach().cpu().to(torch.int64)
+            parts[protocol.LABELS_OUTPUT].append(labels.numpy())
+            return
+        p = self.target.scores(texts).detach().cpu().to(torch.float32)
+        for o in outputs:
+            y = p if o == protocol.SCORES_OUTPUT else p.argmax(dim=1).to(torch.int64)
+            parts[o].append(y.numpy())
+
+
+def _rows_of(x: Batch) -> torch.Tensor | list[str]:
+    """What :meth:`ModelService._run_chunk` slices into chunks: a tensor, or the texts."""
+    return x if isinstance(x, list) else torch.from_numpy(x)
+
+
+def _is_text_target(target: Target) -> bool:
+    """Whether ``target`` takes texts (imports :mod:`advx.text` only when it is loaded)."""
+    import sys
+
+    mod = sys.modules.get("advx.text.target")
+    return mod is not None and isinstance(target, mod.TextTarget)
+
+
+def _as_target(model: Any, name: str) -> Target:
+    """``model`` as a target: a text model (a TextTarget, or a zoo classifier of a text
+    architecture) as a :class:`~advx.text.target.TextTarget`; anything else through
+    :func:`advx.adapters.as_target`."""
+    from advx.adapters import as_target
+    from advx.models.adapter import Classifier
+
+    if isinstance(model, Classifier) or _is_text_target(model):
+        from advx.text.adapters import as_text_target
+        from advx.text.classifier import is_text_classifier
+
+        if _is_text_target(model) or is_text_classifier(model):
+            return as_text_target(model)
+    return as_target(model, name=name)
 
 
 def _check_int(what: str, value: Any, *, allow_none: bool = False, low: int = 1) -> None:
@@ -630,7 +736,9 @@ def create_app(
     Args:
         model: an advx :class:`~advx.targets.Target`, a torch classifier, a scikit-learn
             model (the zoo's or a plain estimator) or an ONNX session; see
-            :func:`advx.adapters.as_target`.
+            :func:`advx.adapters.as_target`. A text model (a
+            :class:`~advx.text.target.TextTarget`, or a zoo classifier of a text
+            architecture) is served with a ``BYTES`` input of N texts.
         name: the model's name in URLs (``/v2/models/{name}/infer``).
         api_key: a key, or several, each with its own query budget; None: no
             authentication (keep the server on loopback then).
@@ -664,15 +772,13 @@ def create_app(
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
 
-    from advx.adapters import as_target
-
     if not name or "/" in name:
         raise InputError(f"model name must be non-empty without '/', got {name!r}")
     _check_int("max_body_bytes", max_body_bytes, low=1024)
     _check_int("max_concurrent", max_concurrent)
     _check_seconds("body_timeout", body_timeout)
     keys = _keys_of(api_key)
-    target = as_target(model, name=name)
+    target = _as_target(model, name)
     service = ModelService(
         target, name=name, max_queries=max_queries, labels_only=labels_only, dataset=dataset,
         max_rows=max_rows, chunk_rows=chunk_rows, request_timeout=request_timeout,
@@ -858,7 +964,7 @@ class _InferPath:
                 raise _Reject(400, f"bad Inference-Header-Content-Length {raw_len!r}")
             header_length = int(raw_len)
         x, outputs = service.parse(body, header_length)
-        rows = x.shape[0]
+        rows = len(x)
         deadline = time.monotonic() + service.request_timeout
         left = service.reserve(key, rows)  # charged before any await
         names = list(outputs)
