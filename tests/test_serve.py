@@ -189,7 +189,7 @@ def test_malformed_requests_get_400_with_reason(client, app, digits_data):
         "'inputs' must be a non-empty list": {"inputs": []},
         "input shape must be [N, 1, 8, 8]": infer_body(x.reshape(2, 64)),
         "input datatype must be FP32": infer_body(x.astype(np.int32), datatype="INT32"),
-        "unsupported datatype": {**ok, "inputs": [{**ok["inputs"][0], "datatype": "BYTES"}]},
+        "unsupported datatype": {**ok, "inputs": [{**ok["inputs"][0], "datatype": "STRING"}]},
         "NaN or inf": b'{"inputs":[{"name":"input","shape":[1,1,8,8],"datatype":"FP32","data":['
         + b",".join([b"NaN"] * 64)
         + b"]}]}",

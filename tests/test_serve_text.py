@@ -91,7 +91,10 @@ def test_bytes_tensors_round_trip_in_json_and_binary():
         assert t.array.tolist() == texts.tolist()
     # the binary layout is the KServe V2 one: 4-byte little-endian length, then UTF-8
     body, headers = protocol.encode_request(np.array(["ab", "é"], dtype=object), binary=True)
-    assert body[int(headers[protocol.HEADER_LENGTH]) :] == b"\x02\x00\x00\x00ab\x02\x00\x00\x00\xc3\xa9"
+    assert (
+        body[int(headers[protocol.HEADER_LENGTH]) :]
+        == b"\x02\x00\x00\x00ab\x02\x00\x00\x00\xc3\xa9"
+    )
     # nested JSON strings follow the shape row-major
     nested = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "BYTES", "data": [["a", "b"], ["c", "d"]]}]}  # fmt: skip
     (t,) = protocol.decode_request(json.dumps(nested).encode()).inputs

@@ -191,8 +191,7 @@ def _decode_tensor(raw: Any, rest: memoryview, offset: int, what: str) -> tuple[
     dt_name = raw.get("datatype")
     if not isinstance(dt_name, str) or (dt_name not in DATATYPES and dt_name != BYTES):
         raise ProtocolError(
-            f"{what}: unsupported datatype {dt_name!r}; use one of "
-            f"{', '.join([*DATATYPES, BYTES])}"
+            f"{what}: unsupported datatype {dt_name!r}; use one of {', '.join([*DATATYPES, BYTES])}"
         )
     params = raw.get("parameters") or {}
     if not isinstance(params, dict):

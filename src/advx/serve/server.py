@@ -77,7 +77,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -86,6 +86,9 @@ import advx
 from advx.errors import InputError
 from advx.serve import protocol
 from advx.targets import Access, Target
+
+if TYPE_CHECKING:
+    from advx.text.target import TextTarget
 
 log = logging.getLogger(__name__)
 
@@ -467,9 +470,7 @@ class ModelService:
                 self._lock.release()
         return [protocol.WireTensor(o, np.concatenate(parts[o])) for o in outputs]
 
-    def evaluate_inline(
-        self, x: Batch, outputs: Sequence[str]
-    ) -> list[protocol.WireTensor] | None:
+    def evaluate_inline(self, x: Batch, outputs: Sequence[str]) -> list[protocol.WireTensor] | None:
         """Evaluate ``x`` on the calling thread, at once and without waiting, if this
         request is alone and expected to take at most ``inline_seconds``; None
         otherwise (then use :meth:`evaluate` in a worker thread).
@@ -522,17 +523,17 @@ class ModelService:
             per_row if last is None or per_row > last else 0.8 * last + 0.2 * per_row
         )
 
-
     def _run_texts(
         self, texts: list[str], outputs: Sequence[str], parts: dict[str, list[np.ndarray]]
     ) -> None:
         """:meth:`_run_chunk` for texts: one ``scores`` call per chunk gives both outputs
         (``predict`` is its argmax); a labels-only target is asked for labels."""
-        if self.target.access < Access.SCORES:
-            labels = self.target.labels(texts).detach().cpu().to(torch.int64)
+        target = cast("TextTarget", self.target)
+        if target.access < Access.SCORES:
+            labels = target.labels(texts).detach().cpu().to(torch.int64)
             parts[protocol.LABELS_OUTPUT].append(labels.numpy())
             return
-        p = self.target.scores(texts).detach().cpu().to(torch.float32)
+        p = target.scores(texts).detach().cpu().to(torch.float32)
         for o in outputs:
             y = p if o == protocol.SCORES_OUTPUT else p.argmax(dim=1).to(torch.int64)
             parts[o].append(y.numpy())
