@@ -129,6 +129,35 @@ def test_train_options_reach_the_model(tmp_path: Path) -> None:
     assert re.search(r"test accuracy \d+\.\d+%", res.output)
 
 
+def test_train_device_trains_there_and_refuses_what_cannot_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import advx.training
+
+    seen: list[torch.device] = []
+    real_fit = advx.training.fit
+
+    def spy(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(model.device)
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(advx.training, "fit", spy)
+    common = ["train", "-d", "digits", "-m", "mlp", "--epochs", "1", "--limit", "100"]
+    res = runner.invoke(app, [*common, "-o", str(tmp_path / "a"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert seen == [torch.device("cpu")] and (tmp_path / "a" / "model.json").is_file()
+    if not torch.cuda.is_available():  # a clear error, nothing written
+        res = runner.invoke(app, [*common, "-o", str(tmp_path / "b"), "--device", "cuda"])
+        assert res.exit_code == 2 and "CUDA" in res.output, res.output
+        assert not (tmp_path / "b").exists()
+    # scikit-learn models train on the CPU only: said, not ignored
+    res = runner.invoke(
+        app,
+        ["train", "-d", "digits", "-m", "logreg", "-o", str(tmp_path / "c"), "--device", "cuda"],
+    )
+    assert res.exit_code == 2 and "train on the CPU" in res.output, res.output
+
+
 def test_train_list_shows_every_architecture() -> None:
     res = runner.invoke(app, ["train", "--list"])
     assert res.exit_code == 0

@@ -596,6 +596,7 @@ def train(
     world: World | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     meta: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Build ``arch``, train it on ``data``, evaluate it on the test split, save it.
 
@@ -613,6 +614,11 @@ def train(
         world: the processes training together (torch only).
         on_step: progress callback of :func:`fit` (torch only).
         meta: extra JSON values for ``model.json``.
+        device: where a gradient-trained image model trains (``"cpu"``, ``"cuda"``,
+            ``"auto"``...; :func:`advx.devices.resolve_device`); default CPU. Batches
+            follow the model; the checkpoint is written from CPU copies. Models trained
+            by a modality plugin (text) or a non-gradient backend (scikit-learn) refuse
+            anything but the CPU.
 
     Returns:
         A :class:`TrainResult`.
@@ -628,12 +634,18 @@ def train(
         True
     """
     from advx.data import ImageDataset, load
+    from advx.devices import resolve_device
     from advx.modalities import get_modality
     from advx.models import build, get_arch, save
 
     spec = get_arch(arch)
+    where = torch.device("cpu") if device is None else resolve_device(device)
     plugin = get_modality(spec.modality)
     trainer = plugin.train if plugin is not None else None
+    if where.type != "cpu" and (trainer is not None or spec.backend.fit is not None):
+        raise ConfigError(
+            f"{arch!r} trains on the CPU only in this version; pass device='cpu' (--device cpu)"
+        )
     if trainer is not None:  # e.g. text: tokenised texts, augmentation instead of a loss hook
         return trainer(
             arch, data, test=test, config=config, arch_kwargs=arch_kwargs, out=out,
@@ -675,6 +687,7 @@ def train(
             **dict(arch_kwargs or {}),
         )
     if backend.fit is None:
+        model = model.to(where)
         history = fit(
             model, subset, config=config, adversary=adversary, world=world, on_step=on_step
         )

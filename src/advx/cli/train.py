@@ -86,6 +86,13 @@ def train(
     beta: float | None = typer.Option(
         None, help="--adv trades: weight of the KL term (default 6)."
     ),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="Where an image model trains: cpu, cuda, cuda:1, mps or auto. Default: CUDA "
+        "when available, else CPU (under torchrun with NCCL, each process's own GPU). Text "
+        "and scikit-learn models train on the CPU.",
+    ),
 ) -> None:
     """Train MODEL on DATA, evaluate it on the test split and save it atomically.
 
@@ -129,6 +136,7 @@ def train(
 
         world = init_world()  # a single process unless launched by torchrun (then DDP)
         quiet = as_json or not world.is_main
+        on_device = _device_kwargs(spec, device, world)
         try:
             with training_progress(console, model, kind=spec.kind, disable=quiet) as on_step:
                 if adv is None:
@@ -136,7 +144,7 @@ def train(
                         raise ConfigError("--eps/--steps/--step-size/--beta need --adv")
                     result = run_training(
                         model, data, config=config, arch_kwargs=arch_kwargs, out=dest,
-                        on_step=on_step, world=world,
+                        on_step=on_step, world=world, **on_device,
                     )  # fmt: skip
                 else:
                     from advx.cli.attack import parse_float
@@ -150,6 +158,7 @@ def train(
                     result = run_adversarial_training(
                         adv, model, data, settings=settings, config=config,
                         arch_kwargs=arch_kwargs, out=dest, world=world, on_step=on_step,
+                        **on_device,
                         on_check=None if quiet else lambda r: console.print(
                             f"epoch {r['epoch']}: held-out clean {r['clean_accuracy']:.1%}, "
                             f"PGD {r['pgd_accuracy']:.1%}"
@@ -178,6 +187,24 @@ def train(
         else:
             typer.echo(f"{model} on {describe(result)}")
             typer.echo(f"saved to {result.path}")
+
+
+def _device_kwargs(spec: Any, device: str | None, world: Any) -> dict[str, Any]:
+    """``{"device": ...}`` for a gradient-trained image model (default: CUDA when there is
+    one; under torchrun with NCCL, this process's GPU); ``{}`` for models that train on the
+    CPU (text, scikit-learn), which refuse any other ``--device``."""
+    import os
+
+    image_torch = spec.modality == "image" and spec.backend.fit is None
+    if not image_torch:
+        if device not in (None, "cpu"):
+            raise ConfigError(
+                f"--device {device}: {spec.name} models train on the CPU (drop --device)"
+            )
+        return {}
+    if device is None and getattr(world, "backend", None) == "nccl":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return {"device": device or "auto"}
 
 
 @contextmanager

@@ -91,6 +91,7 @@ def adversarial_train(
     guard_action: str = "stop",
     on_step: Callable[[StepInfo], None] | None = None,
     on_check: Callable[[dict[str, Any]], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train ``arch`` on ``data`` with ``adversary`` and record the recipe.
 
@@ -102,7 +103,8 @@ def adversarial_train(
     ``overfit_checks`` and ``stopped``.
 
     Args:
-        arch, data, test, config, arch_kwargs, world, on_step: as :func:`advx.training.train`.
+        arch, data, test, config, arch_kwargs, world, on_step, device: as
+            :func:`advx.training.train`.
         adversary: from :func:`create_adversary` (or any loss hook / crafting callable).
         out: checkpoint directory (written by the main process only), or None.
 
@@ -153,7 +155,7 @@ def adversarial_train(
     result = train(
         arch, data, test=test, config=config, arch_kwargs=arch_kwargs, out=None,
         adversary=watcher.wrap(adversary) if watcher else adversary, world=world,
-        on_step=step, meta={"adversarial": recipe},
+        on_step=step, meta={"adversarial": recipe}, device=device,
     )  # fmt: skip
     result.info["dataset"] = name
     result.info["training"]["processes"] = world.world_size  # batch_size is per process

@@ -98,15 +98,16 @@ class OverfitGuard:
     def measure(self, model: Classifier) -> tuple[float, float]:
         """Clean and PGD accuracy of ``model`` on the held-out batch."""
         g = torch.Generator().manual_seed(self.seed)
+        x, y = self.x.to(model.device), self.y.to(model.device)  # where the model trains
         with model.frozen_eval():
             with torch.no_grad():
-                clean = float((model(self.x).argmax(1) == self.y).float().mean())
+                clean = float((model(x).argmax(1) == y).float().mean())
             x_adv = pgd(
-                model, self.x, self.y, eps=self.eps, step_size=step_size_for(self.eps, self.steps),
+                model, x, y, eps=self.eps, step_size=step_size_for(self.eps, self.steps),
                 steps=self.steps, bounds=model.bounds, generator=g,
             )  # fmt: skip
             with torch.no_grad():
-                robust = float((model(x_adv).argmax(1) == self.y).float().mean())
+                robust = float((model(x_adv).argmax(1) == y).float().mean())
         return clean, robust
 
     def on_step(self, info: StepInfo) -> None:
