@@ -250,10 +250,20 @@ def test_the_cli_serves_a_text_checkpoint_as_a_text_model(bow, bow_path):
 
     loaded = open_target(str(bow_path), name="tweets")
     info = target_info(str(bow_path))
-    app = create_app(_text_model(loaded, info), name="tweets", dataset=info.get("dataset"))
+    served = _text_model(loaded, info)
+    assert served is loaded.model  # the zoo classifier, not the WhiteBox over token ids
+    app = create_app(served, name="tweets", dataset=info.get("dataset"), max_rows=3)
     with TestClient(app) as tc:
         meta = tc.get("/v2/models/tweets").json()
         assert meta["inputs"][0]["datatype"] == "BYTES"
         assert meta["parameters"]["dataset"] == "tweets-binary"
         target = HttpTextTarget(URL, "tweets", http_client=tc, retries=0)
+        assert target.batch_size == 3  # the server's max_rows: 4 texts go as 3 + 1
         assert torch.allclose(target.scores(TEXTS), bow.scores(TEXTS), atol=1e-6)
+        assert app.state.service.used[""] == target.queries == 4
+    # an image checkpoint stays a tensor model
+    assert _text_model("not a WhiteBox", {"arch": "mlp"}) == "not a WhiteBox"
+    # a Python user who hands create_app the WhiteBox still gets a text server
+    app = create_app(loaded, name="tweets")
+    with TestClient(app) as tc:
+        assert tc.get("/v2/models/tweets").json()["inputs"][0]["datatype"] == "BYTES"

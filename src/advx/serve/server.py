@@ -554,11 +554,17 @@ def _is_text_target(target: Target) -> bool:
 
 def _as_target(model: Any, name: str) -> Target:
     """``model`` as a target: a text model (a TextTarget, or a zoo classifier of a text
-    architecture) as a :class:`~advx.text.target.TextTarget`; anything else through
+    architecture, also inside a WhiteBox) as a :class:`~advx.text.target.TextTarget`; anything else through
     :func:`advx.adapters.as_target`."""
     from advx.adapters import as_target
     from advx.models.adapter import Classifier
+    from advx.targets import WhiteBox
 
+    if isinstance(model, WhiteBox) and isinstance(model.model, Classifier):
+        from advx.text.classifier import is_text_classifier
+
+        if is_text_classifier(model.model):  # a text classifier wrapped as a tensor model
+            model = model.model
     if isinstance(model, Classifier) or _is_text_target(model):
         from advx.text.adapters import as_text_target
         from advx.text.classifier import is_text_classifier
