@@ -80,8 +80,8 @@ def train_command(
     Example: advx detect train runs/demo/model --detector binary --eps 0.1 --out runs/det
     """
     with user_errors():
+        from advx.cli._common import parse_float
         from advx.cli._targets import open_data
-        from advx.cli.attack import parse_float
         from advx.defenses.detectors import train_detector
 
         clf, info = _open_model(model_dir, model_args)
@@ -191,8 +191,8 @@ def eval_command(
     Example: advx detect eval runs/demo/model runs/det --adaptive
     """
     with user_errors():
+        from advx.cli._common import parse_float
         from advx.cli._targets import open_data
-        from advx.cli.attack import parse_float
         from advx.defenses.adaptive import evaluate_detector
         from advx.defenses.detectors import load_detector
 

@@ -147,7 +147,7 @@ def train(
                         on_step=on_step, world=world, **on_device,
                     )  # fmt: skip
                 else:
-                    from advx.cli.attack import parse_float
+                    from advx.cli._common import parse_float
                     from advx.defenses.adversarial_training import run_adversarial_training
 
                     settings = {

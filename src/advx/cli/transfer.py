@@ -136,8 +136,9 @@ def transfer(
     with user_errors():
         if not source or not target:
             raise ConfigError("give at least one --source and one --target")
+        from advx.cli._common import parse_float
         from advx.cli._targets import open_data, open_target, target_info
-        from advx.cli.attack import build_settings, parse_float
+        from advx.cli.attack import build_settings
         from advx.evaluate.provenance import command_line
         from advx.evaluate.transfer import make_source, transfer_matrix
 
