@@ -34,7 +34,8 @@ def norm_of(delta: Tensor, norm: str) -> Tensor:
     if norm == "linf":
         return flat.abs().amax(dim=1)
     if norm == "l2":
-        return flat.norm(p=2, dim=1)
+        out: Tensor = flat.norm(p=2, dim=1)
+        return out
     if norm == "l1":
         return flat.abs().sum(dim=1)
     if norm == "l0":

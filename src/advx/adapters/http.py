@@ -151,7 +151,7 @@ class HttpTarget(Target):
         super().__init__(
             input_shape=shape,
             num_classes=int(classes),
-            bounds=tuple(bounds or params.get("bounds") or (0.0, 1.0)),  # type: ignore[arg-type]
+            bounds=tuple(bounds or params.get("bounds") or (0.0, 1.0)),
             class_names=class_names or params.get("class_names"),
             name=name or model_name,
         )

@@ -151,7 +151,7 @@ def _length(data: Data) -> int | None:
         return len(data.y)
     ds = getattr(data, "dataset", None)  # a DataLoader over a sized data set
     try:
-        return len(ds) if ds is not None else None  # type: ignore[arg-type]
+        return len(ds) if ds is not None else None
     except TypeError:
         return None
 

@@ -83,13 +83,13 @@ class _LogProbs(torch.autograd.Function):
     """``x -> log p(x)`` from score queries; backward returns the estimated gradient."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, src: EstimatedGradients) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, src: EstimatedGradients) -> Tensor:
         ctx.save_for_backward(x.detach())
         ctx.src = src
         return src.log_probs(x.detach())
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:
         (x,) = ctx.saved_tensors
         return ctx.src.gradient(x, grad_out), None
 
@@ -149,7 +149,8 @@ class EstimatedGradients:
         return EstimatedQuery(self) if isinstance(self.scores, Query) else self
 
     def __call__(self, x: Tensor) -> Tensor:
-        return _LogProbs.apply(x, self)  # type: ignore[no-any-return]
+        out: Tensor = _LogProbs.apply(x, self)  # type: ignore[no-untyped-call]  # torch's apply
+        return out
 
     def _rows(self, x: Tensor, per_row: int) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         """Rows of ``x`` whose example can pay ``per_row`` queries each, and the score
@@ -250,7 +251,8 @@ def resolve_inner(
         inner = attack
     else:
         raise InputError(f"{owner}: attack must be an Attack or a registry slug, got {attack!r}")
-    return inner
+    out: Attack = inner
+    return out
 
 
 @register(

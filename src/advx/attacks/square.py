@@ -24,7 +24,8 @@ def square_fraction(p_init: float, it: int, n_iters: int) -> float:
     at iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of a 10000-query run,
     rescaled to a run of ``n_iters`` queries."""
     t = int(it / n_iters * 10000)
-    return p_init / 2 ** sum(t > b for b in _HALVINGS)
+    out: float = p_init / 2 ** sum(t > b for b in _HALVINGS)
+    return out
 
 
 def _margin_loss(probs: Tensor, y: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -63,7 +64,8 @@ def _rings(a: int, b: int) -> Tensor:
     k_max = max(ca, cb) + 1
     tail = torch.tensor([sum(1.0 / (k + 1) ** 2 for k in range(j, k_max)) for j in range(k_max)])
     block = tail[m]
-    return block / block.norm()
+    out: Tensor = block / block.norm()
+    return out
 
 
 def pseudo_gaussian(s: int) -> Tensor:
@@ -71,7 +73,8 @@ def pseudo_gaussian(s: int) -> Tensor:
     opposite signs, unit L2 norm."""
     top = _rings(s // 2, s) if s >= 2 else torch.zeros(0, s)
     eta = torch.cat([top, -_rings(s - s // 2, s)], dim=0)
-    return eta / eta.norm()
+    out: Tensor = eta / eta.norm()
+    return out
 
 
 def _place(eta: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, g: ExampleRng) -> Tensor:
@@ -104,7 +107,8 @@ def _l2_init(x: Tensor, eps: float, g: ExampleRng) -> Tensor:
     delta = torch.zeros_like(x)
     r0, c0 = (h - th * s) // 2, (w - tw * s) // 2
     delta[:, :, r0 : r0 + th * s, c0 : c0 + tw * s] = (grid * signs).to(x)
-    return delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+    out: Tensor = delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+    return out
 
 
 def _chan_norm(t: Tensor) -> Tensor:
@@ -126,7 +130,8 @@ def _l2_step(x0: Tensor, delta: Tensor, s: int, eps: float, g: ExampleRng) -> Te
     mass = (unused / c + _chan_norm(delta * union) ** 2).sqrt()
     new = new / _chan_norm(new).clamp_min(1e-12) * mass
     delta = delta * (1 - union) + new
-    return delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+    out: Tensor = delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * eps
+    return out
 
 
 def _linf_step(

@@ -167,4 +167,5 @@ class _AsDtype(nn.Module):
         self.net, self.dtype = net, dtype
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.to(self.dtype)).to(x.dtype)
+        out: Tensor = self.net(x.to(self.dtype)).to(x.dtype)
+        return out

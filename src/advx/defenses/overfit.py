@@ -167,7 +167,7 @@ class GuardedAdversary:
 
         self.guard.watch(batch.model)
         if isinstance(self.adversary, LossHook):
-            return self.adversary.loss(batch)  # type: ignore[no-any-return]
+            return self.adversary.loss(batch)
         m = batch.model
         with m.frozen_eval():
             x_adv = self.adversary(m, batch.x, batch.y, batch.generator).detach()

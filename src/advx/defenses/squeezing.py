@@ -47,7 +47,8 @@ def bit_depth(
     lo, hi = bounds
     levels = 2**bits - 1
     q = lo + torch.round((x - lo) / (hi - lo) * levels) / levels * (hi - lo)
-    return x + (q - x).detach() if straight_through else q
+    out: Tensor = x + (q - x).detach() if straight_through else q
+    return out
 
 
 def median_filter(x: Tensor, size: int) -> Tensor:

@@ -135,7 +135,8 @@ class _Affine(nn.Module):
             self.linear.bias.copy_(bias)
 
     def forward(self, x: Tensor) -> Tensor:  # (N, ...) -> (N, C)
-        return self.linear(x.flatten(1))
+        out: Tensor = self.linear(x.flatten(1))
+        return out
 
 
 def linear_module(

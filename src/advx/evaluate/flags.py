@@ -169,7 +169,8 @@ def _pgd_robust(
 
     attack = create("pgd", eps=eps, norm=norm, steps=steps, seed=seed)
     res = attack(target, x, y)
-    return res.pred_adv == y
+    out: Tensor = res.pred_adv == y
+    return out
 
 
 def unbounded_eps(target: Target, norm: str) -> float:

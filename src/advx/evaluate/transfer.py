@@ -94,7 +94,8 @@ def _attack_craft(
 
     def craft(x: Tensor, y: Tensor, seed: int) -> Tensor:
         res = create(attack, eps=eps, norm=norm, seed=seed, **settings)(white, x, y)
-        return res.x_adv
+        out: Tensor = res.x_adv
+        return out
 
     return craft
 

@@ -107,7 +107,8 @@ class Classifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (N, *input_shape) -> (N, C)
         if self.normalised:
             x = (x - self.mean) / self.std
-        return self.net(x)
+        out: Tensor = self.net(x)
+        return out
 
     @contextmanager
     def frozen_eval(self) -> Iterator[Classifier]:

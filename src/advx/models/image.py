@@ -147,7 +147,8 @@ class RowLSTM(nn.Module):
             last = h_n[-2:].transpose(0, 1).reshape(n, -1)  # (N, 2 * hidden)
         else:
             last = h_n[-1]  # (N, hidden)
-        return self.out(last)
+        out: Tensor = self.out(last)
+        return out
 
 
 def rnn(

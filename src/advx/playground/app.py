@@ -187,7 +187,8 @@ def create_app(
                     "missing or wrong API key: open /?key=YOUR_KEY once in the browser, or "
                     "send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
                 )
-        return await call_next(request)
+        response: Response = await call_next(request)
+        return response
 
     def client_of(request: Request) -> str:
         c = request.cookies.get(CLIENT_COOKIE)

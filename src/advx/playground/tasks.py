@@ -133,7 +133,8 @@ def _target(model: Any, access: str, name: str) -> Any:
 
 def _scores(target: Any, x: Tensor) -> Tensor:
     with target.attacking(), torch.no_grad():
-        return target.scores(x)
+        out: Tensor = target.scores(x)
+        return out
 
 
 def run_attack(

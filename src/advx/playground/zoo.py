@@ -212,7 +212,7 @@ def _imagenet_loader(name: str) -> Callable[[Status], Any]:
         from advx import models
 
         status(f"loading {name}")
-        return models.pretrained(name)  # type: ignore[attr-defined]
+        return models.pretrained(name)
 
     return load
 

@@ -400,7 +400,10 @@ def _diff_md(d: Mapping[str, Any], names: Sequence[str]) -> str:
     parts = []
     for seg in r.diff():
         parts.append(f"~~{seg.old.strip()}~~ **{seg.new.strip()}**" if seg.changed else seg.old)
-    lab = lambda i: names[i] if 0 <= i < len(names) else str(i)  # noqa: E731
+
+    def lab(i: int) -> str:
+        return names[i] if 0 <= i < len(names) else str(i)
+
     return (
         f"> {''.join(parts).strip()}\n>\n> {lab(r.pred_clean)} ({r.conf_clean:.0%}) → "
         f"{lab(r.pred_adv)} ({r.conf_adv:.0%}); {r.words_changed} word(s) changed, "

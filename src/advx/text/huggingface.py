@@ -148,7 +148,8 @@ class HFTextClassifier:
     @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""
-        return next(self.model.parameters()).device
+        out: torch.device = next(self.model.parameters()).device
+        return out
 
     def to_device(self, device: torch.device) -> HFTextClassifier:
         """Move the model to ``device``; returns self."""

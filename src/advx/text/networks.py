@@ -119,7 +119,8 @@ class BagOfEmbeddings(_WordNet):
     def from_embeddings(self, e: Tensor, mask: Tensor) -> Tensor:
         m = mask.unsqueeze(-1).to(e.dtype)  # (N, L, 1)
         mean = (e * m).sum(1) / m.sum(1).clamp_min(1.0)  # (N, d)
-        return self.out(self.drop(mean))
+        out: Tensor = self.out(self.drop(mean))
+        return out
 
 
 class WordCNN(_WordNet):
@@ -168,7 +169,8 @@ class WordCNN(_WordNet):
             start = torch.arange(h.shape[2], device=h.device).unsqueeze(0)  # (1, T)
             h = h.masked_fill((start >= n_tokens).unsqueeze(1), 0.0)
             pooled.append(h.amax(dim=2))  # (N, F); relu outputs are >= 0
-        return self.out(self.drop(torch.cat(pooled, dim=1)))
+        out: Tensor = self.out(self.drop(torch.cat(pooled, dim=1)))
+        return out
 
 
 class BiLSTM(_WordNet):
@@ -204,7 +206,8 @@ class BiLSTM(_WordNet):
         h, _ = self.rnn(packed)
         h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=e.shape[1])
         h = h.masked_fill(~mask.unsqueeze(-1), -1e4)  # (N, L, 2H): padding never wins the max
-        return self.out(self.drop(h.amax(dim=1)))
+        out: Tensor = self.out(self.drop(h.amax(dim=1)))
+        return out
 
 
 # ---------------------------------------------------------------------------- minilm
@@ -289,12 +292,14 @@ class MiniLMNet(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:  # (N, T) int64 -> (N, C)
         mask = ids != 0
         hidden = self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-        return self.head(self.pool(hidden, mask))
+        out: Tensor = self.head(self.pool(hidden, mask))
+        return out
 
     def from_embeddings(self, e: Tensor, mask: Tensor) -> Tensor:
         """Logits from input embeddings ``(N, T, 384)`` and a token mask ``(N, T)``."""
         hidden = self.bert(inputs_embeds=e, attention_mask=mask.long()).last_hidden_state
-        return self.head(self.pool(hidden, mask))
+        out: Tensor = self.head(self.pool(hidden, mask))
+        return out
 
     def tokens(self) -> list[str]:
         """WordPiece vocabulary by id."""
