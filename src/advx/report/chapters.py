@@ -30,7 +30,7 @@ from advx.report.sections import (
 )
 
 if TYPE_CHECKING:
-    from advx.report.html import Contents
+    from advx.report.sections import Contents
 
 
 @chapter("ch01")

@@ -24,13 +24,15 @@ import logging
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advx.errors import CheckpointError, InputError
 from advx.io import atomic_write_bytes, atomic_write_text
 from advx.jsonio import dumps
+from advx.report.sections import Contents as Contents
+from advx.report.sections import EvalSection as EvalSection
+from advx.report.sections import TransferSection as TransferSection
 
 log = logging.getLogger(__name__)
 
@@ -39,60 +41,6 @@ SUMMARY_MD = "summary.md"
 REPORT_JSON = "report.json"
 FIGURES_DIR = "report-figures"
 _MAX_DEPTH = 3
-
-
-@dataclass
-class EvalSection:
-    """One evaluation run, ready for the templates."""
-
-    name: str
-    path: Path
-    run: dict[str, Any]
-    report: Any  # advx.evaluate.summary.EvalReport
-    curve: str | None = None  # data URI
-    galleries: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def eps(self) -> list[float]:
-        """The run's eps values."""
-        return list(self.report.eps)
-
-
-@dataclass
-class TransferSection:
-    """One transfer matrix, ready for the templates."""
-
-    name: str
-    path: Path
-    result: Any  # advx.evaluate.transfer.TransferResult
-    heatmap: str | None = None
-    findings: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Contents:
-    """What a run directory holds."""
-
-    root: Path
-    evals: list[EvalSection] = field(default_factory=list)
-    transfers: list[TransferSection] = field(default_factory=list)
-    figures: list[dict[str, str]] = field(default_factory=list)  # title, path, uri
-    problems: list[str] = field(default_factory=list)
-    attack_runs: list[Path] = field(default_factory=list)
-    story: list[Any] = field(default_factory=list)  # advx.report.story.Section, in order
-    attacks: list[Any] = field(default_factory=list)  # Section per `advx attack` run
-    used: set[Path] = field(default_factory=set)  # figure files a section shows
-
-    @property
-    def loose_figures(self) -> list[dict[str, str]]:
-        """PNG files no section shows."""
-        return [f for f in self.figures if Path(f["path"]).resolve() not in self.used]
-
-    @property
-    def standalone_transfers(self) -> list[TransferSection]:
-        """Transfer matrices no chapter of the story presents."""
-        shown = {id(s.transfer) for s in self.story if s.transfer is not None}
-        return [t for t in self.transfers if id(t) not in shown]
 
 
 def _walk(root: Path, name: str) -> list[Path]:

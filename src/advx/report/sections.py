@@ -4,7 +4,8 @@ collects them) and :mod:`advx.report.chapters` (one builder per demo chapter).
 A :class:`Section` is a sentence of what a chapter or run shows, tables with human column
 names (:class:`Table`), figures as PNG bytes (:class:`Picture`) and, for text, diffs with
 the edits highlighted (:class:`Diff`). :func:`chapter` registers a chapter's builder;
-:func:`builders` lists them. Nothing here runs a model or an attack, or reads a run.
+:func:`builders` lists them; :class:`Contents` is what a run directory holds (filled by
+:func:`advx.report.html.collect`). Nothing here runs a model or an attack, or reads a run.
 """
 
 from __future__ import annotations
@@ -13,10 +14,62 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from advx.report.html import Contents
+
+# ------------------------------------------------------------------ what a run directory holds
+@dataclass
+class EvalSection:
+    """One evaluation run, ready for the templates."""
+
+    name: str
+    path: Path
+    run: dict[str, Any]
+    report: Any  # advx.evaluate.summary.EvalReport
+    curve: str | None = None  # data URI
+    galleries: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def eps(self) -> list[float]:
+        """The run's eps values."""
+        return list(self.report.eps)
+
+
+@dataclass
+class TransferSection:
+    """One transfer matrix, ready for the templates."""
+
+    name: str
+    path: Path
+    result: Any  # advx.evaluate.transfer.TransferResult
+    heatmap: str | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Contents:
+    """What a run directory holds."""
+
+    root: Path
+    evals: list[EvalSection] = field(default_factory=list)
+    transfers: list[TransferSection] = field(default_factory=list)
+    figures: list[dict[str, str]] = field(default_factory=list)  # title, path, uri
+    problems: list[str] = field(default_factory=list)
+    attack_runs: list[Path] = field(default_factory=list)
+    story: list[Any] = field(default_factory=list)  # advx.report.story.Section, in order
+    attacks: list[Any] = field(default_factory=list)  # Section per `advx attack` run
+    used: set[Path] = field(default_factory=set)  # figure files a section shows
+
+    @property
+    def loose_figures(self) -> list[dict[str, str]]:
+        """PNG files no section shows."""
+        return [f for f in self.figures if Path(f["path"]).resolve() not in self.used]
+
+    @property
+    def standalone_transfers(self) -> list[TransferSection]:
+        """Transfer matrices no chapter of the story presents."""
+        shown = {id(s.transfer) for s in self.story if s.transfer is not None}
+        return [t for t in self.transfers if id(t) not in shown]
 
 
 # ------------------------------------------------------------------------- the sections

@@ -45,7 +45,7 @@ from advx.report.sections import (
 )
 
 if TYPE_CHECKING:
-    from advx.report.html import Contents
+    from advx.report.sections import Contents
 
 __all__ = [  # the section vocabulary lives in advx.report.sections; re-exported here
     "FORMAT",
