@@ -114,22 +114,7 @@ class HttpTarget(Target):
             backoff=backoff,
             http_client=http_client,
         )
-        if model_name is None:
-            found = self.client.models()
-            if len(found) != 1:
-                raise ConfigError(
-                    f"{url} serves {len(found)} models ({', '.join(found) or 'none'}); "
-                    "pass the model name (CLI: --model-name)"
-                )
-            model_name = found[0]
-        self.model_name = model_name
-        meta = self.client.model_metadata(model_name)
-        params = meta.get("parameters")
-        params = params if isinstance(params, dict) else {}
-        inputs = meta.get("inputs")
-        declared = (
-            inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
-        )
+        self.model_name, params, declared = self.client.describe(model_name)
         self.input_name = str(declared.get("name") or protocol.INPUT_NAME)
         dshape = declared.get("shape")
         server_row = (
@@ -143,17 +128,17 @@ class HttpTarget(Target):
         classes = num_classes or params.get("num_classes")
         if shape is None or classes is None:
             raise ConfigError(
-                f"model {model_name!r} at {url} does not declare its input shape and number "
+                f"model {self.model_name!r} at {url} does not declare its input shape and number "
                 "of classes; pass input_shape= and num_classes="
             )
         if bounds is None and "bounds" not in params:
-            log.info("%s does not declare input bounds; assuming (0, 1)", model_name)
+            log.info("%s does not declare input bounds; assuming (0, 1)", self.model_name)
         super().__init__(
             input_shape=shape,
             num_classes=int(classes),
             bounds=tuple(bounds or params.get("bounds") or (0.0, 1.0)),
             class_names=class_names or params.get("class_names"),
-            name=name or model_name,
+            name=name or self.model_name,
         )
         self.wire_shape = tuple(wire_shape or server_row or self.input_shape)
         if math.prod(self.wire_shape) != math.prod(self.input_shape):
@@ -164,7 +149,7 @@ class HttpTarget(Target):
             outputs = "labels" if params.get("labels_only") else "scores"
         if outputs == "scores" and params.get("labels_only"):
             raise AccessError(
-                f"model {model_name!r} at {url} gives labels only; use outputs='labels' "
+                f"model {self.model_name!r} at {url} gives labels only; use outputs='labels' "
                 "(CLI: --labels-only) and a decision-based attack"
             )
         self.access = Access.SCORES if outputs == "scores" else Access.LABELS

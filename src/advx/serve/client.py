@@ -341,6 +341,32 @@ class OipClient:
             raise RemoteError(f"metadata of model {model!r} is not a JSON object")
         return meta
 
+    def describe(self, model: str | None = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """The model to talk to and what its metadata says: ``(name, parameters, first
+        declared input)`` (``{}`` each when absent). ``model``
+        None picks the server's only model.
+
+        Raises:
+            ConfigError: no name given and the server holds no model, or several.
+        """
+        if model is None:
+            found = self.models()
+            if len(found) != 1:
+                from advx.errors import ConfigError
+
+                raise ConfigError(
+                    f"{self.url} serves {len(found)} models ({', '.join(found) or 'none'}); "
+                    "pass the model name (CLI: --model-name)"
+                )
+            model = found[0]
+        meta = self.model_metadata(model)
+        params = meta.get("parameters")
+        inputs = meta.get("inputs")
+        declared = (
+            inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+        )
+        return model, params if isinstance(params, dict) else {}, declared
+
     def models(self) -> list[str]:
         """Names of the models the server holds (repository extension,
         ``POST /v2/repository/index``; served by advx, MLServer and Triton)."""

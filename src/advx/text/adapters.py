@@ -181,46 +181,31 @@ class HttpTextTarget(TextTarget):
             backoff=backoff,
             http_client=http_client,
         )
-        if model_name is None:
-            found = self.client.models()
-            if len(found) != 1:
-                raise ConfigError(
-                    f"{url} serves {len(found)} models ({', '.join(found) or 'none'}); "
-                    "pass the model name"
-                )
-            model_name = found[0]
-        self.model_name = model_name
-        meta = self.client.model_metadata(model_name)
-        params = meta.get("parameters")
-        params = params if isinstance(params, dict) else {}
-        inputs = meta.get("inputs")
-        declared = (
-            inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
-        )
+        self.model_name, params, declared = self.client.describe(model_name)
         dtype = declared.get("datatype")
         if dtype is not None and str(dtype).upper() != "BYTES":
             raise ConfigError(
-                f"model {model_name!r} at {url} takes {dtype} tensors, not texts (BYTES); "
+                f"model {self.model_name!r} at {url} takes {dtype} tensors, not texts (BYTES); "
                 "attack it with an image attack through advx.adapters.HttpTarget"
             )
         classes = num_classes or params.get("num_classes")
         if classes is None:
             raise ConfigError(
-                f"model {model_name!r} at {url} does not declare its number of classes; "
+                f"model {self.model_name!r} at {url} does not declare its number of classes; "
                 "pass num_classes="
             )
         max_len = params.get("max_len")
         super().__init__(
             num_classes=int(classes),
             class_names=class_names or params.get("class_names"),
-            name=name or model_name,
+            name=name or self.model_name,
             max_len=max_len if isinstance(max_len, int) and max_len > 0 else None,
         )
         if outputs == "auto":
             outputs = "labels" if params.get("labels_only") else "scores"
         if outputs == "scores" and params.get("labels_only"):
             raise AccessError(
-                f"model {model_name!r} at {url} gives labels only; use outputs='labels' "
+                f"model {self.model_name!r} at {url} gives labels only; use outputs='labels' "
                 "(text attacks need scores: only transfer works on it)"
             )
         self.access = Access.SCORES if outputs == "scores" else Access.LABELS
