@@ -356,7 +356,7 @@ class OipClient:
 
                 raise ConfigError(
                     f"{self.url} serves {len(found)} models ({', '.join(found) or 'none'}); "
-                    "pass the model name (CLI: --model-name)"
+                    "pass the model name (model_name=...; `advx attack --model-name`)"
                 )
             model = found[0]
         meta = self.model_metadata(model)
