@@ -15,8 +15,10 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from advx.attacks import create
+from advx.attacks.losses import dlr_loss
 from advx.errors import ConfigError
-from advx.evaluate import Suite, SuiteAttack, evaluate
+from advx.evaluate import Suite, SuiteAttack, escalation, evaluate
 from advx.evaluate.escalation import SIGNS
 from advx.evaluate.records import read_records
 from advx.evaluate.suites import SUITES
@@ -135,9 +137,13 @@ def test_deterministic_eps_ball_and_resume_inside_a_batch(masked, data, tmp_path
 
 def test_suites_and_escalate_validation():
     std, full = SUITES["standard"], SUITES["standard-full"]
-    assert [a.slug for a in std.attacks] == [a.slug for a in full.attacks]
+    # standard = standard-full plus an escalated APGD-T with restarts after APGD-T
+    assert [a.slug for a in std.attacks] == ["apgd-ce", "apgd-t", "apgd-t", "fab", "square"]
+    assert [a.slug for a in full.attacks] == ["apgd-ce", "apgd-t", "fab", "square"]
     assert not any(a.escalate for a in full.attacks)
-    assert [bool(a.escalate) for a in std.attacks] == [False, False, True, True]
+    assert [bool(a.escalate) for a in std.attacks] == [False, False, True, True, True]
+    assert std.attacks[2].settings["restarts"] > 1
+    assert "near-boundary" in std.attacks[2].escalate and "near-boundary" in std.attacks[3].escalate
     with pytest.raises(ConfigError, match="escalate"):
         SuiteAttack("square", escalate=("gut-feeling",))
     s = Suite.from_dict({"attacks": [{"attack": "square", "escalate": ["zero-gradient"]}]})
@@ -156,3 +162,78 @@ def test_score_only_target_runs_adaptive_steps_on_every_survivor(digits_cnn, dat
     correct = round(rep.clean_accuracy * 60)
     assert rep.details["square"][EPS]["attacked"] == correct
     assert "escalation" not in rep.details["square"][EPS]
+
+
+def _two_class_linear() -> WhiteBox:
+    """logits = (x_0, x_1, 0) on inputs of 4 features: the margin of class 0 is
+    ``x_0 - max(x_1, 0)``, known in closed form."""
+    net = nn.Linear(4, 3, bias=False)
+    with torch.no_grad():
+        net.weight.zero_()
+        net.weight[0, 0] = net.weight[1, 1] = 1.0
+    return WhiteBox(Classifier(net, input_shape=(4,), num_classes=3).eval())
+
+
+def test_near_boundary_sign_fires_only_where_the_best_point_kept_little_margin():
+    """Clean margin 0.6; best points at margin 0.03 (5% of it: a new random start may
+    cross) and 0.4 (67%: far from the boundary)."""
+    target = _two_class_linear()
+    x = torch.tensor([[0.8, 0.2, 0.5, 0.5]] * 2)
+    y = torch.zeros(2, dtype=torch.long)
+    best = torch.tensor([[0.53, 0.5, 0.5, 0.5], [0.7, 0.3, 0.5, 0.5]])
+    assert torch.allclose(escalation.logit_margin(target, best, y), torch.tensor([0.03, 0.4]))
+    found = escalation.signs(
+        target, x, y, best, eps=0.3, norm="linf", generator=torch.Generator().manual_seed(0)
+    )
+    assert set(found) == set(SIGNS)
+    assert found["near-boundary"].tolist() == [True, False]
+
+
+def test_apgd_t_returns_the_round_that_came_closest(digits_mlp, data):
+    """An example no target round fools returns the round with the highest targeted DLR
+    loss, not the last round's point (towards the least likely class): its loss towards
+    some target is at least what the first round alone reached."""
+    x, y = data
+    target, eps = WhiteBox(digits_mlp), 0.04
+    nine = create("apgd-t", eps=eps, steps=10, seed=3)(target, x, y)
+    one = create("apgd-t", eps=eps, steps=10, seed=3, n_target_classes=1)(target, x, y)
+    with torch.no_grad():
+        clean = digits_mlp(x)
+        order = clean.scatter(1, y.view(-1, 1), float("-inf")).argsort(1, descending=True)
+        first = dlr_loss(digits_mlp(one.x_adv), y, order[:, 0])
+        z = digits_mlp(nine.x_adv)
+        reached = torch.stack([dlr_loss(z, y, order[:, r]) for r in range(9)], 1).amax(1)
+    left = (nine.pred_adv == y) & (one.pred_adv == y)
+    assert int(left.sum()) >= 10  # enough robust examples at this eps to mean something
+    assert bool((reached[left] >= first[left] - 1e-5).all())
+
+
+def test_near_boundary_survivors_get_apgd_t_restarts(digits_cnn, data, tmp_path):
+    """The escalated APGD-T step attacks exactly the survivors flagged near-boundary or
+    unconverged, and its records say which and why; new random starts break some of
+    them (at eps 0.1 the digits CNN leaves 37 survivors, 5 of them near the boundary)."""
+    x, y = data
+    eps = 0.1
+    restart = Suite(
+        "with-restarts",
+        (
+            SuiteAttack("apgd-ce", {"steps": 10}),
+            SuiteAttack("apgd-t", {"steps": 10, "n_target_classes": 3}),
+            SuiteAttack(
+                "apgd-t",
+                {"steps": 10, "n_target_classes": 3, "restarts": 3},
+                escalate=("near-boundary", "unconverged"),
+            ),
+        ),
+    )
+    rep = evaluate(
+        WhiteBox(digits_cnn), (x, y), eps=eps, suite=restart, batch_size=60, probe=0,
+        run_dir=tmp_path / "r",
+    )  # fmt: skip
+    (esc,) = [r for r in _records(tmp_path / "r") if r["step"] == 2]
+    reasons = esc["escalation"]["reasons"]
+    assert sorted(esc["idx"]) == sorted(set(reasons["near-boundary"]) | set(reasons["unconverged"]))
+    assert reasons["near-boundary"]  # the digits CNN leaves some survivors close to it
+    assert esc["escalation"]["candidates"] > len(esc["idx"])  # not every survivor
+    after = [v[eps] for v in rep.per_attack.values()]
+    assert after[2] < after[1]  # the restarts broke some of the flagged survivors

@@ -193,17 +193,24 @@ def apgd_targeted(
         order = model(x).scatter(1, y.view(-1, 1), float("-inf")).argsort(dim=1, descending=True)
     rng = ExampleRng.coerce(generator, x.shape[0], x.device)
     best, fooled = x.detach().clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    # per example, the highest targeted loss over the rounds: an example no round fools
+    # returns the round that came closest (the scale-free targeted DLR compares across
+    # targets), not the last, least likely, one; an adaptive suite starts its
+    # escalation checks from this point
+    best_f = torch.full((x.shape[0],), float("-inf"), dtype=x.dtype, device=x.device)
     for r in range(min(n_target_classes, order.shape[1] - 1)):
         todo = (~fooled).nonzero().flatten()
         if todo.numel() == 0:
             break
-        out, _, hit = _apgd(
+        out, f, hit = _apgd(
             restrict(model, todo), x[todo], y[todo],
             eps=eps, steps=steps, norm=norm, bounds=bounds, targets=None, loss=loss,
             loss_targets=order[todo, r], restarts=restarts, rho=rho, momentum=momentum,
             random_init=random_init, early_stop=early_stop, generator=rng.subset(todo),
         )  # fmt: skip
-        best[todo] = out
+        take = hit | (f > best_f[todo])
+        best[todo[take]] = out[take]
+        best_f[todo] = torch.maximum(best_f[todo], f)
         fooled[todo] = hit
     return best
 
