@@ -492,8 +492,11 @@ class Oracle:
 
     def charge(self, idx: Tensor) -> None:
         """Count one query for each entry of ``idx`` (repeats count repeatedly)."""
-        counts = torch.bincount(idx.to(self.device), minlength=self.n)
-        if self.max_queries is not None:
+        idx = idx.to(self.device)
+        if self.max_queries is None:  # nothing to check: count without waiting for a GPU
+            self.queries.index_add_(0, idx, torch.ones_like(idx))
+        else:
+            counts = torch.bincount(idx, minlength=self.n)
             over = (self.queries + counts > self.max_queries) & (counts > 0)
             if bool(over.any()):
                 bad = over.nonzero().flatten()[:5].tolist()
@@ -501,7 +504,7 @@ class Oracle:
                     f"examples {bad} would exceed max_queries={self.max_queries}; attacks "
                     "must drop examples whose view.exhausted is True"
                 )
-        self.queries += counts
+            self.queries += counts
         hook = QUERY_HOOK.get()
         if hook is not None:
             hook(int(idx.numel()))
