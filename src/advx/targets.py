@@ -229,7 +229,9 @@ class WhiteBox(Target):
         name: shown in messages and reports.
         amp: run the forward under :func:`advx.devices.autocast` (bfloat16 on CUDA, where it is
             faster); the input gradients and the adversarial inputs keep the input's
-            dtype. Off the GPU it does nothing.
+            dtype. Off the GPU it does nothing. The clean and final predictions that decide
+            an attack's success run in full precision (:func:`full_precision`): an input
+            that fools the model only in bfloat16 counts as a failure.
 
     During an attack (:meth:`attacking`) the model is put in eval mode and its parameters
     stop requiring gradients; both are restored exactly afterwards. Input gradients come
@@ -415,6 +417,24 @@ class TorchLabelBox(LabelBox):
 
     def attacking(self) -> Any:
         return self.white.attacking()
+
+
+@contextmanager
+def full_precision(target: Target) -> Iterator[None]:
+    """Inside the block, a :class:`WhiteBox` built with ``amp=True`` (or a score/label
+    view of one) runs its model in full precision; anything else is left as it is. Attacks
+    use it for the predictions that decide success."""
+    white: object = target
+    while not isinstance(white, WhiteBox) and white is not None:  # views of a WhiteBox
+        white = getattr(white, "inner", None) or getattr(white, "white", None)
+    if not isinstance(white, WhiteBox) or not white.amp:
+        yield
+        return
+    white.amp = False
+    try:
+        yield
+    finally:
+        white.amp = True
 
 
 def torch_target(

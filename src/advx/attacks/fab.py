@@ -25,7 +25,8 @@ def _affordable(model: Model, n: int, k: int, device: torch.device) -> Tensor:
     left = getattr(model, "remaining", None)
     if left is None:
         return torch.ones(n, dtype=torch.bool, device=device)
-    return (left >= k).to(device)
+    ok: Tensor = left >= k
+    return ok.to(device)
 
 
 def project_hyperplane_box(
