@@ -25,7 +25,7 @@ gradient steps (:func:`signs`):
 * ``near-boundary``: the best point keeps at most :data:`NEAR_BOUNDARY` of the clean
   logit margin. There the random start decides: on a PGD-trained CNN one such example
   fell to APGD-T towards its fifth most likely class from 3 of 8 random starts, and
-  stayed robust from the others (final margins 2-6% of the clean one), so AutoAttack's
+  stayed robust from the others (final margins 1-6% of the clean one), so AutoAttack's
   single run broke it and advx's did not (bench/README.md, "Adaptive `standard`
   suite"). The remedy is more random starts of the gradient attack, not FAB or Square.
 
@@ -58,8 +58,8 @@ MASKED_SHARE = 0.05
 CONTINUE_STEPS = 10
 CONTINUE_GAIN = 0.1
 RANDOM_SAMPLES = 10
-#: ``near-boundary``: best-point margin at most this share of the clean margin (measured
-#: seed-to-seed spread of APGD-T's final margin on a PGD-trained CNN: up to ~8% of it)
+#: ``near-boundary``: best-point margin at most this share of the clean margin (on the
+#: example above, APGD-T's final margin spread over 8% of the clean one across 8 starts)
 NEAR_BOUNDARY = 0.1
 
 
