@@ -74,8 +74,13 @@ def test_square_results_do_not_depend_on_the_batch(digits):
     kw = {"eps": 0.15, "steps": 80, "positions": "tiles"}
     whole = square(box, x, y, generator=ExampleRng(5, torch.arange(24)), **kw)
     halves = [
-        square(box, x[i : i + 12], y[i : i + 12], generator=ExampleRng(5, torch.arange(i, i + 12)),
-               **kw)  # fmt: skip
+        square(
+            box,
+            x[i : i + 12],
+            y[i : i + 12],
+            generator=ExampleRng(5, torch.arange(i, i + 12)),
+            **kw,
+        )
         for i in (0, 12)
     ]
     assert torch.equal(whole, torch.cat(halves))
