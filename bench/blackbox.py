@@ -6,8 +6,9 @@ correctly are attacked). Two contests:
 
 * Square Attack, linf, eps 0.1, at most ``--budget`` queries per image: advx ``square``
   with its defaults (``p_init`` 0.8 on these images, as the peers'; for runs under 10000
-  queries the ``p`` schedule unfolds over the first half of the budget), and with the
-  paper's schedule rescaled to the whole budget as the peers do; torchattacks ``Square``
+  queries the ``p`` schedule unfolds over the first half of the budget; square positions
+  drawn without replacement, tile by tile), with uniform positions, and with the paper's
+  algorithm (uniform positions, schedule rescaled to the whole budget as the peers do); torchattacks ``Square``
   (``n_queries = budget``; the AutoAttack port, which draws one square position and sign
   per batch and does not redraw proposals that change nothing); ART ``SquareAttack``
   (also one square per batch; it queries every image, fooled or not, each iteration and
@@ -341,6 +342,8 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=ROOT / ".cache" / "bench" / "cnn-fashion-mnist",
                    help="checkpoint directory (trained there if missing)")  # fmt: skip
     p.add_argument("--n", type=int, default=500, help="test images for Square (0: skip)")
+    p.add_argument("--start", type=int, default=0,
+                   help="first test image for Square (e.g. 1000: a held-out block for tuning)")  # fmt: skip
     p.add_argument("--eps", type=float, default=0.1, help="Square linf budget")
     p.add_argument("--budget", type=int, default=1000, help="Square queries per image")
     p.add_argument("--p-init", type=float, default=0.8, help="peers' (and advx's 2nd) p_init")
@@ -365,12 +368,13 @@ def main() -> None:
     model.eval()
     for q in model.parameters():
         q.requires_grad_(False)
-    ds = load("fashion-mnist", "test", limit=max(args.n, args.hsj_n))
+    ds = load("fashion-mnist", "test", limit=max(args.start + args.n, args.hsj_n))
     with torch.no_grad():
         right = model(ds.x).argmax(1) == ds.y
-    clean = float(right[: args.n].float().mean())
+    clean = float(right[args.start : args.start + args.n].float().mean())
     keep = right.nonzero().flatten()
-    xs, ys = ds.x[keep[keep < args.n]], ds.y[keep[keep < args.n]]
+    block = keep[(keep >= args.start) & (keep < args.start + args.n)]
+    xs, ys = ds.x[block], ds.y[block]
     xh, yh = ds.x[keep[keep < args.hsj_n]], ds.y[keep[keep < args.hsj_n]]
 
     eps, budget, pi = args.eps, args.budget, args.p_init
@@ -384,9 +388,15 @@ def main() -> None:
         "torchattacks square": ("torchattacks", torchattacks_square(eps, budget, pi)),
         "ART square": ("adversarial-robustness-toolbox", art_square(eps, budget, pi)),
     }
-    # the paper's schedule rescaled to the budget, the peers' p_init: their algorithm
+    # the paper's schedule rescaled to the budget, uniform positions, the peers' p_init:
+    # their algorithm
     square[f"advx square (paper schedule, p_init={pi:g})"] = (
-        "advx", advx_attack("square", eps=eps, max_queries=budget, p_init=pi, schedule=1.0)
+        "advx", advx_attack("square", eps=eps, max_queries=budget, p_init=pi, schedule=1.0,
+                            positions="uniform"),
+    )  # fmt: skip
+    # advx's schedule with the paper's uniform positions (the default before tiles)
+    square["advx square (uniform positions)"] = (
+        "advx", advx_attack("square", eps=eps, max_queries=budget, positions="uniform")
     )  # fmt: skip
     for b in args.advx_budgets:  # how few queries advx needs to match the peers' success
         square[f"advx square (budget {b})"] = (
@@ -466,7 +476,7 @@ def main() -> None:
         ]
     print("\n" + "\n".join(f"{k}: {v}" for k, v in verdict.items()))
     record = {
-        "config": {"n": len(ys), "eps": eps, "budget": budget, "p_init_peers": pi,
+        "config": {"n": len(ys), "start": args.start, "eps": eps, "budget": budget, "p_init_peers": pi,
                    "hsj_n": len(yh), "hsj_budget": args.hsj_budget, "hsj_advx_budget": budget_h,
                    "hsj_iters": args.hsj_iters, "hsj_eps": args.hsj_eps, "clean_accuracy": clean, "model": str(args.model)},
         "env": {"python": platform.python_version(), "torch": torch.__version__,

@@ -154,14 +154,15 @@ def _square_vs_whitebox(model, x, y):
 # CNN an absolute 95% is beyond any attack: of the correctly classified test images among
 # 0-99, 100-199 and 200-299, white-box APGD-CE fools 95.5%, 94.5% and 97.8%. So the bar is
 # 95% of what white-box APGD breaks (measured at 1000 queries: 0.94x on images 0-99,
-# 0.965x on 0-299; 89.8% and 92.6% absolute). On the bench's zoo CNN (APGD: 98%) Square
-# reaches 91% within 1000 queries (bench/results/blackbox.json), 96.5% within 5000 (200
-# of its images).
+# 0.965x on 0-299; 89.8% and 92.6% absolute, with uniform positions; with tiled positions,
+# the default since issue 15: 88.6% and 92.3%, mean queries on 0-299 135 vs 154). On the
+# bench's zoo CNN (APGD: 98%) Square reaches 93.8% within 1000 queries
+# (bench/results/blackbox_square.json), 96.5% within 5000 (200 of its images).
 def test_square_fools_the_demo_cnn(fmnist_cnn, fmnist_test):
     x, y = fmnist_test
     sq, wb = _square_vs_whitebox(fmnist_cnn, x[:100], y[:100])
     assert sq["success_rate"] >= 0.85 and sq["success_rate"] >= 0.9 * wb["success_rate"]
-    assert sq["median_queries"] <= 60  # measured 29
+    assert sq["median_queries"] <= 60  # measured 26 (uniform positions: 29)
 
 
 @pytest.mark.slow
@@ -169,7 +170,7 @@ def test_square_within_1000_queries_breaks_95pct_of_what_whitebox_breaks(fmnist_
     x, y = fmnist_test
     sq, wb = _square_vs_whitebox(fmnist_cnn, x[:300], y[:300])
     assert sq["success_rate"] >= 0.95 * wb["success_rate"] and sq["success_rate"] >= 0.9
-    assert sq["mean_queries"] <= 200  # measured 153
+    assert sq["mean_queries"] <= 200  # measured 135 (uniform positions: 153)
 
 
 def test_square_targeted_hits_the_target(digits):
