@@ -156,22 +156,25 @@ def test_search_feedback_beats_transfer_alone(setup, ensemble):
     assert torch.equal(r1.pred_adv != y, (r2.pred_adv != y) & (r2.queries == 1))
 
 
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_train_surrogate_cached_and_reproducible(digits_data, tmp_path):
     _, _, xte, yte = digits_data
     x, y = xte[120:400], yte[120:400]
     recipe = SurrogateRecipe(name="s", arch="mlp", epochs=2, adv_eps=0.05)
     a = train_surrogate(recipe, x, y, cache=tmp_path, num_classes=10)
     b = train_surrogate(recipe, x, y, num_classes=10)  # no cache: trained again
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert _same(a, b)
     stamp = (tmp_path / "s" / "model.safetensors").stat().st_mtime_ns
     c = train_surrogate(recipe, x, y, cache=tmp_path, num_classes=10)  # read back
     assert (tmp_path / "s" / "model.safetensors").stat().st_mtime_ns == stamp
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+    assert _same(a, c)
     other = SurrogateRecipe(name="s", arch="mlp", epochs=2, adv_eps=0.05, seed=1)
     d = train_surrogate(other, x, y, cache=tmp_path, num_classes=10)  # recipe changed
-    assert not all(
-        torch.equal(p, q) for p, q in zip(a.state_dict().values(), d.state_dict().values())
-    )
+    assert not _same(a, d)
     # the cached surrogate is an advx checkpoint: the attack takes its directory
     attack = create("surrogate-search", surrogates=[str(tmp_path / "s")], eps=0.1)
     assert len(attack.surrogates) == 1
@@ -184,5 +187,7 @@ def test_search_bad_settings(ensemble):
         create("surrogate-search", surrogates=[42], eps=0.1)
     with pytest.raises(InputError, match="search"):
         create("surrogate-search", surrogates=ensemble, eps=0.1, search=-1)
+    with pytest.raises(InputError, match="escalate"):
+        create("surrogate-search", surrogates=ensemble, eps=0.1, escalate=0.5)
     with pytest.raises(InputError, match="norm"):
         create("surrogate-search", surrogates=ensemble, eps=0.5, norm="l2")
