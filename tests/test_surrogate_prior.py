@@ -141,6 +141,20 @@ def test_search_budget_ball_determinism_and_first_query(setup, ensemble):
         assert bool((a.queries[~fooled] == budget).all())
 
 
+def test_search_aims_at_more_classes_than_exist(setup, ensemble):
+    """``classes`` beyond the wrong classes there are cycles through those (never the
+    true class), and the budget and the ball still hold."""
+    model, _, x, y = setup
+    target = WhiteBox(model).as_scores()
+    attack = create(
+        "surrogate-search", surrogates=ensemble, eps=0.05, max_queries=12, search=11,
+        classes=50, seed=0,
+    )  # fmt: skip
+    r = attack(target, x, y)
+    assert int(r.queries.max()) <= 12
+    assert float((r.x_adv - x).abs().max()) <= 0.05 + 1e-6
+
+
 def test_search_feedback_beats_transfer_alone(setup, ensemble):
     """The search queries fool examples the first transfer candidate does not."""
     model, _, x, y = setup
@@ -189,5 +203,7 @@ def test_search_bad_settings(ensemble):
         create("surrogate-search", surrogates=ensemble, eps=0.1, search=-1)
     with pytest.raises(InputError, match="escalate"):
         create("surrogate-search", surrogates=ensemble, eps=0.1, escalate=0.5)
+    with pytest.raises(InputError, match="classes"):
+        create("surrogate-search", surrogates=ensemble, eps=0.1, classes=0)
     with pytest.raises(InputError, match="norm"):
         create("surrogate-search", surrogates=ensemble, eps=0.5, norm="l2")
