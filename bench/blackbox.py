@@ -412,7 +412,9 @@ def main() -> None:
         ),
         "advx surrogate-search": (
             "advx",
-            advx_attack("surrogate-search", surrogates=ens, eps=eps, max_queries=budget),
+            advx_attack(
+                "surrogate-search", surrogates=ens, eps=eps, max_queries=budget, steps=budget
+            ),
         ),
         "torchattacks square": ("torchattacks", torchattacks_square(eps, budget, pi)),
         "ART square": ("adversarial-robustness-toolbox", art_square(eps, budget, pi)),
@@ -487,7 +489,8 @@ def main() -> None:
             if args.only and f"advx {slug}" not in args.only:
                 continue
             print(f"{slug} over HTTP against advx serve")
-            http_row = over_http(args.model, s, xs, ys, eps, budget, slug=slug)
+            extra = {"steps": budget} if slug == "surrogate-search" else {}
+            http_row = over_http(args.model, s, xs, ys, eps, budget, slug=slug, **extra)
             print("  " + ", ".join(f"{k}={v}" for k, v in http_row.items()))
             verdict[key] = http_row
     hs = [r for r in rows if r["contest"] == "hopskipjump" and r["median_l2"] is not None]
