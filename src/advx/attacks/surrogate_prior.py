@@ -1,15 +1,24 @@
-"""Surrogate-prior black-box attack: a local model's adversarial example is the starting
-point, Square Attack's random search refines it with queries (a hybrid attack)."""
+"""Surrogate-prior black-box attacks (hybrid attacks): local models the attacker owns
+supply the queries' candidates, Square Attack's random search refines what they miss.
+
+* ``surrogate-square`` (:func:`surrogate_square`): one surrogate's MI-FGSM example is the
+  start, Square refines it.
+* ``surrogate-search`` (:func:`surrogate_search`): an ensemble of surrogates proposes a
+  fresh candidate at the current best point for each query, steered by the target's
+  scores, then Square.
+* :func:`train_surrogate`: trains (and caches, as advx checkpoints) the surrogates on the
+  attacker's own data, with shifts and optional small-eps FGSM-RS adversarial training.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +33,9 @@ from advx.errors import InputError
 from advx.models.adapter import frozen_eval
 from advx.targets import Access, exhausted, restrict
 from advx.threat import clip_to_bounds, project
+
+if TYPE_CHECKING:
+    from advx.training import StepInfo
 
 
 def surrogate_square(
@@ -258,6 +270,7 @@ def train_surrogate(
     cache: str | Path | None = None,
     num_classes: int | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
+    on_step: Callable[[StepInfo], None] | None = None,
 ) -> nn.Module:
     """Train (or load from ``cache``) one surrogate on the attacker's own data ``x, y``.
 
@@ -267,6 +280,10 @@ def train_surrogate(
     otherwise it is trained and written there (atomically). Same recipe, data and torch
     thread count give bitwise-identical weights (:func:`advx.training.fit` seeds the
     initialisation, the data order, dropout and the augmentation from ``recipe.seed``).
+
+    ``on_step`` receives :func:`advx.training.fit`'s per-step progress (e.g. for a
+    progress bar; ``advx.cli.train`` has one). An interrupted run writes nothing, so the
+    next call trains that surrogate again; the ones already cached are reused.
 
     Returns the :class:`~advx.models.adapter.Classifier` in eval mode.
     """
@@ -297,7 +314,7 @@ def train_surrogate(
     config = TrainConfig(
         epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size, seed=recipe.seed
     )
-    fit(net, (x, y), config=config, adversary=_AugmentAdversary(recipe, bounds))
+    fit(net, (x, y), config=config, adversary=_AugmentAdversary(recipe, bounds), on_step=on_step)
     net.eval()
     if where is not None:
         models.save(net, where, meta={"surrogate": key})
