@@ -229,7 +229,9 @@ class WhiteBox(Target):
         name: shown in messages and reports.
         amp: run the forward under :func:`advx.devices.autocast` (bfloat16 on CUDA, where it is
             faster); the input gradients and the adversarial inputs keep the input's
-            dtype. Off the GPU it does nothing.
+            dtype. Off the GPU it does nothing. The clean and final predictions that decide
+            an attack's success run in full precision (:func:`full_precision`): an input
+            that fools the model only in bfloat16 counts as a failure.
 
     During an attack (:meth:`attacking`) the model is put in eval mode and its parameters
     stop requiring gradients; both are restored exactly afterwards. Input gradients come
@@ -417,6 +419,24 @@ class TorchLabelBox(LabelBox):
         return self.white.attacking()
 
 
+@contextmanager
+def full_precision(target: Target) -> Iterator[None]:
+    """Inside the block, a :class:`WhiteBox` built with ``amp=True`` (or a score/label
+    view of one) runs its model in full precision; anything else is left as it is. Attacks
+    use it for the predictions that decide success."""
+    white: object = target
+    while not isinstance(white, WhiteBox) and white is not None:  # views of a WhiteBox
+        white = getattr(white, "inner", None) or getattr(white, "white", None)
+    if not isinstance(white, WhiteBox) or not white.amp:
+        yield
+        return
+    white.amp = False
+    try:
+        yield
+    finally:
+        white.amp = True
+
+
 def torch_target(
     module: nn.Module,
     *,
@@ -471,18 +491,32 @@ class Oracle:
         n: number of examples in the batch being attacked.
         max_queries: per-example budget; querying an example whose budget is spent raises
             :class:`~advx.errors.QueryBudgetExceeded` (attacks check ``view.exhausted``).
+        device: where the attack computes (its inputs' device). The counts live there, so
+            views index them with the attack's own tensors and a white-box attack (no
+            budget) never waits for the GPU to count; default CPU.
     """
 
-    def __init__(self, target: Target, n: int, *, max_queries: int | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        n: int,
+        *,
+        max_queries: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         self.target = target
         self.n = n
         self.max_queries = max_queries
-        self.queries = torch.zeros(n, dtype=torch.int64)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.queries = torch.zeros(n, dtype=torch.int64, device=self.device)
 
     def charge(self, idx: Tensor) -> None:
         """Count one query for each entry of ``idx`` (repeats count repeatedly)."""
-        counts = torch.bincount(idx.cpu(), minlength=self.n)
-        if self.max_queries is not None:
+        idx = idx.to(self.device)
+        if self.max_queries is None:  # nothing to check: count without waiting for a GPU
+            self.queries.index_add_(0, idx, torch.ones_like(idx))
+        else:
+            counts = torch.bincount(idx, minlength=self.n)
             over = (self.queries + counts > self.max_queries) & (counts > 0)
             if bool(over.any()):
                 bad = over.nonzero().flatten()[:5].tolist()
@@ -490,7 +524,7 @@ class Oracle:
                     f"examples {bad} would exceed max_queries={self.max_queries}; attacks "
                     "must drop examples whose view.exhausted is True"
                 )
-        self.queries += counts
+            self.queries += counts
         hook = QUERY_HOOK.get()
         if hook is not None:
             hook(int(idx.numel()))
@@ -499,7 +533,7 @@ class Oracle:
     def exhausted(self) -> Tensor:
         """Bool ``(n,)``: examples with no query left."""
         if self.max_queries is None:
-            return torch.zeros(self.n, dtype=torch.bool)
+            return torch.zeros(self.n, dtype=torch.bool, device=self.device)
         return self.queries >= self.max_queries
 
     def view(self, kind: str = "logits", idx: Tensor | None = None) -> Query:
@@ -508,7 +542,7 @@ class Oracle:
         if kind not in ("logits", "scores", "labels"):
             raise InputError(f"unknown view kind {kind!r}")
         if idx is None:
-            idx = torch.arange(self.n)
+            idx = torch.arange(self.n, device=self.device)
         return Query(self, idx, kind)
 
 
@@ -522,7 +556,7 @@ class Query:
 
     def __init__(self, oracle: Oracle, idx: Tensor, kind: str) -> None:
         self.oracle = oracle
-        self.idx = idx
+        self.idx = idx.to(oracle.device)  # indexes the oracle's counts
         self.kind = kind
 
     def __len__(self) -> int:
@@ -532,7 +566,7 @@ class Query:
         """Restrict to the examples ``sub`` (indices, or a bool mask, into this view)."""
         if sub.dtype == torch.bool:
             sub = sub.nonzero().flatten()
-        return Query(self.oracle, self.idx[sub.cpu()], self.kind)
+        return Query(self.oracle, self.idx[sub.to(self.idx.device)], self.kind)
 
     def as_kind(self, kind: str) -> Query:
         """The same examples, another output kind."""

@@ -28,7 +28,7 @@ from advx.attacks._typecheck import check_settings
 from advx.attacks.result import AttackResult, Status, SweepResult
 from advx.attacks.rng import ExampleRng, draw_seed
 from advx.errors import AccessError, InputError
-from advx.targets import Access, Oracle, Target
+from advx.targets import Access, Oracle, Target, full_precision
 from advx.threat import NORMS, ThreatModel
 
 Model = Callable[[Tensor], Tensor]
@@ -161,6 +161,7 @@ def resolve_targets(
     t = t.long()
     if bool((t < 0).any()) or bool((t >= num_classes).any()):
         raise InputError(f"targets must be in [0, {num_classes - 1}]")
+    t = t.to(y.device)
     same = t == y
     if bool(same.any()):
         which = same.nonzero().flatten()[:5].tolist()
@@ -342,7 +343,7 @@ class Attack(ABC):
             for eps in epsilons:
                 threat = ThreatModel(self.norm, eps, target.bounds)
                 x_adv = x.detach().clone()
-                oracle = Oracle(target, x.shape[0], max_queries=self.max_queries)
+                oracle = Oracle(target, x.shape[0], max_queries=self.max_queries, device=device)
                 attack_idx = attack_idx.to(device)
                 if attack_idx.numel() and eps > 0:
                     if self.minimal and shared is not None:
@@ -422,8 +423,9 @@ def _with_seconds(r: AttackResult, seconds: float) -> AttackResult:
 
 
 def _predict(target: Target, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Labels, confidence of the predicted label (NaN if labels only) and scores."""
-    with torch.no_grad():
+    """Labels, confidence of the predicted label (NaN if labels only) and scores, in full
+    precision even where the attack's own passes use bfloat16 autocast."""
+    with torch.no_grad(), full_precision(target):
         if target.access >= Access.SCORES:
             scores = target.scores(x)
             conf, pred = scores.max(dim=1)
