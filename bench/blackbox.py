@@ -29,6 +29,12 @@ peer's at <= 0.7x that peer's mean queries, at the equal budget (``target_met``)
 secondary view, advx also runs at the smaller budgets ``--advx-budgets`` and the verdict
 names the cheapest advx run whose success still matches the best peer's.
 
+Beyond the peers (issue 15): ``surrogate-square`` (one substitute CNN's start, then Square)
+and ``surrogate-search`` (an ensemble of five zoo-CNN surrogates trained on test images
+5000-9999, cached under ``.cache/bench/surrogates``; see :func:`surrogate_ensemble`), and
+with ``--http`` both again against ``advx serve`` in a subprocess (``verdict.http``,
+``verdict.http_search``: target >= 95% success, median <= 20 queries).
+
 Run ``bash bench/setup.sh`` once, then ``bench/.venv/bin/python bench/blackbox.py``
 (torchattacks alone also works from the project's .venv). Writes
 ``bench/results/blackbox.json``.
