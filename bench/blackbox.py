@@ -30,6 +30,12 @@ peer's at <= 0.7x that peer's mean queries, at the equal budget (``target_met``)
 secondary view, advx also runs at the smaller budgets ``--advx-budgets`` and the verdict
 names the cheapest advx run whose success still matches the best peer's.
 
+Beyond the peers (issue 15): ``surrogate-square`` (one substitute CNN's start, then Square)
+and ``surrogate-search`` (an ensemble of five zoo-CNN surrogates trained on test images
+5000-9999, cached under ``.cache/bench/surrogates``; see :func:`surrogate_ensemble`), and
+with ``--http`` both again against ``advx serve`` in a subprocess (``verdict.http``,
+``verdict.http_search``: target >= 95% success, median <= 20 queries).
+
 Run ``bash bench/setup.sh`` once, then ``bench/.venv/bin/python bench/blackbox.py``
 (torchattacks alone also works from the project's .venv). Writes
 ``bench/results/blackbox.json``.
@@ -151,10 +157,37 @@ def surrogate(path: Path, epochs: int = 3) -> nn.Module:
     return net
 
 
-def over_http(model_dir: Path, sur: nn.Module, x: Tensor, y: Tensor, eps: float,
-              budget: int) -> dict[str, Any]:  # fmt: skip
-    """``surrogate-square`` against ``advx serve MODEL_DIR`` (a subprocess on a loopback
-    port, binary tensors): success, the attack's queries per image, and the server's."""
+def surrogate_ensemble(path: Path) -> list[nn.Module]:
+    """The attacker's ensemble for ``surrogate-search`` (issue 15): zoo-CNN surrogates
+    (the target's public architecture, other seeds) trained with shifts of up to 2 pixels
+    on Fashion-MNIST *test* images 5000-9999 and their labels, by
+    :func:`advx.attacks.surrogate_prior.train_surrogate`, cached as checkpoints under
+    ``path``. Never the target's weights, training images or labels."""
+    from advx.attacks.surrogate_prior import SurrogateRecipe, train_surrogate
+    from advx.data import load
+
+    test = load("fashion-mnist", "test")
+    return [
+        train_surrogate(r, test.x[5000:], test.y[5000:], cache=path, num_classes=10)
+        for r in (SurrogateRecipe(name=n, epochs=e, seed=s, **kw) for n, e, s, kw in SURROGATES)
+    ]
+
+
+# (name, epochs, seed, other recipe settings): see bench/README.md for the designs tried
+SURROGATES: list[tuple[str, int, int, dict[str, Any]]] = [
+    ("cnn", 12, 0, {}),
+    ("cnn-s1", 12, 11, {}),
+    ("cnn-s2", 12, 12, {}),
+    ("cnn-e24", 24, 13, {}),
+    ("cnn-noaug", 12, 15, {"shift": 0}),
+]
+
+
+def over_http(model_dir: Path, sur: Any, x: Tensor, y: Tensor, eps: float, budget: int,
+              slug: str = "surrogate-square", **kw: Any) -> dict[str, Any]:  # fmt: skip
+    """``slug`` (``surrogate-square``, ``sur`` its surrogate, or ``surrogate-search``,
+    ``sur`` its list) against ``advx serve MODEL_DIR`` (a subprocess on a loopback port,
+    binary tensors): success, the attack's queries per image, and the server's."""
     import socket
     import subprocess
     import sys
@@ -180,9 +213,9 @@ def over_http(model_dir: Path, sur: nn.Module, x: Tensor, y: Tensor, eps: float,
         else:
             raise RuntimeError("advx serve did not come up")
         t0, c0 = time.perf_counter(), time.process_time()
-        r = create("surrogate-square", surrogate=sur, eps=eps, max_queries=budget, seed=0)(
-            remote, x, y
-        )
+        key = "surrogates" if slug == "surrogate-search" else "surrogate"
+        attack = create(slug, eps=eps, max_queries=budget, seed=0, **{key: sur}, **kw)
+        r = attack(remote, x, y)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         proc.terminate()
@@ -190,7 +223,7 @@ def over_http(model_dir: Path, sur: nn.Module, x: Tensor, y: Tensor, eps: float,
     fooled = (r.pred_adv != y) & ((r.x_adv - x).abs().flatten(1).amax(1) <= eps + 1e-6)
     q = r.queries.float()
     return {
-        "method": "advx surrogate-square over HTTP (advx serve)",
+        "method": f"advx {slug} over HTTP (advx serve)",
         "n": len(y),
         "eps": eps,
         "budget": budget,
@@ -357,7 +390,8 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None, help="run only these methods")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "blackbox.json")
     p.add_argument("--http", action="store_true",
-                   help="also run surrogate-square over HTTP against `advx serve`")  # fmt: skip
+                   help="also run surrogate-square and surrogate-search over HTTP against "
+                   "`advx serve` (those --only names)")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -379,11 +413,18 @@ def main() -> None:
 
     eps, budget, pi = args.eps, args.budget, args.p_init
     sur = surrogate(ROOT / ".cache" / "bench" / "surrogate-fmnist-test5000")
+    ens = surrogate_ensemble(ROOT / ".cache" / "bench" / "surrogates")
     square: dict[str, tuple[str, Callable[[Tensor, Tensor], Run]]] = {
         "advx square": ("advx", advx_attack("square", eps=eps, max_queries=budget)),
         "advx surrogate-square": (
             "advx",
             advx_attack("surrogate-square", surrogate=sur, eps=eps, max_queries=budget),
+        ),
+        "advx surrogate-search": (
+            "advx",
+            advx_attack(
+                "surrogate-search", surrogates=ens, eps=eps, max_queries=budget, steps=budget
+            ),
         ),
         "torchattacks square": ("torchattacks", torchattacks_square(eps, budget, pi)),
         "ART square": ("adversarial-robustness-toolbox", art_square(eps, budget, pi)),
@@ -460,10 +501,14 @@ def main() -> None:
             hybrid["success_rate"] - best["success_rate"], 4
         )
     if args.http:
-        print("surrogate-square over HTTP against advx serve")
-        http_row = over_http(args.model, sur, xs, ys, eps, budget)
-        print("  " + ", ".join(f"{k}={v}" for k, v in http_row.items()))
-        verdict["http"] = http_row
+        for key, slug, s in (("http", "surrogate-square", sur), ("http_search", "surrogate-search", ens)):  # fmt: skip
+            if args.only and f"advx {slug}" not in args.only:
+                continue
+            print(f"{slug} over HTTP against advx serve")
+            extra = {"steps": budget} if slug == "surrogate-search" else {}
+            http_row = over_http(args.model, s, xs, ys, eps, budget, slug=slug, **extra)
+            print("  " + ", ".join(f"{k}={v}" for k, v in http_row.items()))
+            verdict[key] = http_row
     hs = [r for r in rows if r["contest"] == "hopskipjump" and r["median_l2"] is not None]
     ours_h = next((r for r in hs if r["library"] == "advx"), None)
     peers_h = [r for r in hs if r["library"] != "advx"]
