@@ -23,6 +23,12 @@ Run ``bash bench/setup.sh`` once, then
 ``nice -n 10 bench/.venv/bin/python bench/imagenet.py`` (add ``--memory-n 64 256 1024``
 for the full memory sweep; 1024 images cost minutes of CPU). Writes
 ``bench/results/imagenet.json``.
+
+On a GPU: ``--device cuda`` (``scripts/gpu-check.sh`` passes it). Times are then wall
+seconds between ``torch.cuda.synchronize()`` calls (CPU time means nothing there), every
+method is warmed up once on the whole batch and timed ``--repeats`` times (best kept),
+a bfloat16-autocast row (``WhiteBox(amp=True)``) is added, and the memory sweep records
+the peak CUDA memory allocated (``torch.cuda.max_memory_allocated``) next to the RSS.
 """
 
 from __future__ import annotations
@@ -52,10 +58,10 @@ OSTRICH = 9
 Runner = Callable[[], tuple[Tensor, float | None]]  # -> (x_adv, mean passes or None)
 
 
-def get_model() -> Any:
+def get_model(device: str = "cpu") -> Any:
     from advx.models import pretrained
 
-    model = pretrained("efficientnet-lite0")
+    model = pretrained("efficientnet-lite0").to(device)
     model.eval()
     for q in model.parameters():  # frozen for every method alike
         q.requires_grad_(False)
@@ -104,8 +110,20 @@ def images(n: int, seed: int = 0) -> Tensor:
 
 
 def predict(model: Any, x: Tensor, batch: int = 32) -> Tensor:
+    dev = next(model.parameters()).device
     with torch.no_grad():
-        return torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
+        return torch.cat(
+            [model(x[i : i + batch].to(dev)).argmax(1) for i in range(0, len(x), batch)]
+        )
+
+
+def clock(device: str) -> float:
+    """Process CPU time on the CPU (the work, not the neighbours); on a GPU, wall time
+    after waiting for the queued kernels."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return time.process_time()
 
 
 # ------------------------------------------------------------------------ methods
@@ -119,12 +137,14 @@ def bare_loop(model: Any, x: Tensor, y: Tensor) -> Runner:
     return run
 
 
-def advx_pgd(model: Any, x: Tensor, y: Tensor, early: bool, targets: Any = None) -> Runner:
+def advx_pgd(
+    model: Any, x: Tensor, y: Tensor, early: bool, targets: Any = None, amp: bool = False
+) -> Runner:
     from advx.attacks import create
     from advx.targets import WhiteBox
 
     attack = create("pgd", eps=EPS, step_size=ALPHA, steps=STEPS, early_stop=early, seed=0)
-    target = WhiteBox(model)
+    target = WhiteBox(model, amp=amp)
 
     def run() -> tuple[Tensor, float | None]:
         r = attack(target, x, y, targets=targets)
@@ -147,20 +167,21 @@ def art_pgd(model: Any, x: Tensor, y: Tensor) -> Runner:
 
     est = PyTorchClassifier(
         model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-        nb_classes=1000, clip_values=(0.0, 1.0), device_type="cpu",
+        nb_classes=1000, clip_values=(0.0, 1.0),
+        device_type="gpu" if x.device.type == "cuda" else "cpu",
     )  # fmt: skip
     attack = ProjectedGradientDescent(
         est, norm=np.inf, eps=EPS, eps_step=ALPHA, max_iter=STEPS, num_random_init=1,
         batch_size=len(x), verbose=False,
     )  # fmt: skip
-    xn, yn = x.numpy(), y.numpy()
-    return lambda: (torch.from_numpy(attack.generate(xn, yn)), None)
+    xn, yn = x.cpu().numpy(), y.cpu().numpy()
+    return lambda: (torch.from_numpy(attack.generate(xn, yn)).to(x.device), None)
 
 
 def foolbox_pgd(model: Any, x: Tensor, y: Tensor) -> Runner:
     import foolbox as fb
 
-    fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device="cpu")
+    fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=x.device)
     attack = fb.attacks.LinfPGD(abs_stepsize=ALPHA, steps=STEPS, random_start=True)
 
     def run() -> tuple[Tensor, float | None]:
@@ -200,47 +221,65 @@ class PeakRss:
         return self.peak
 
 
-def memory_child(n: int, chunk: int, whole: bool) -> dict[str, Any]:
+def memory_child(n: int, chunk: int, whole: bool, device: str = "cpu") -> dict[str, Any]:
     """In a fresh process: advx default PGD-10 over ``n`` synthetic images, streamed in
-    chunks (only per-example numbers kept) or as one call; peak RSS during the attack."""
+    chunks (only per-example numbers kept) or as one call; peak RSS during the attack,
+    and on a GPU the peak CUDA memory allocated too."""
     from advx.attacks import create
     from advx.targets import WhiteBox
 
     torch.set_num_threads(1)
-    model = get_model()
+    cuda = device.startswith("cuda")
+    model = get_model(device)
     target = WhiteBox(model)
     attack = create("pgd", eps=EPS, step_size=ALPHA, steps=STEPS, seed=0)
-    attack(target, synthetic(2, seed=1), predict(model, synthetic(2, seed=1)))  # warm-up
+    warm = synthetic(2, seed=1).to(device)
+    attack(target, warm, predict(model, warm))  # warm-up
     mb = 1024 * 1024
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    cuda_base = torch.cuda.memory_allocated() if cuda else 0
     sampler = PeakRss()
     base = sampler.proc.memory_info().rss
     sampler.start()
-    c0 = time.process_time()
+    c0 = clock(device)
     fooled = 0
     size = n if whole else chunk
     for start in range(0, n, size):
-        xb = synthetic(min(size, n - start), seed=1000 + start)
+        xb = synthetic(min(size, n - start), seed=1000 + start).to(device)
         yb = predict(model, xb)
         r = attack(target, xb, yb)
         fooled += int(r.succeeded.sum())
         del xb, yb, r
+    seconds = clock(device) - c0
     peak = sampler.stop()
-    return {
+    row: dict[str, Any] = {
         "n": n,
         "mode": "one call" if whole else f"chunks of {chunk}",
+        "device": device,
         "rss_before_mb": round(base / mb, 1),
         "peak_rss_mb": round(peak / mb, 1),
         "peak_over_before_mb": round((peak - base) / mb, 1),
         "success_rate": round(fooled / n, 4),
-        "cpu_seconds": round(time.process_time() - c0, 2),
+        ("wall_seconds" if cuda else "cpu_seconds"): round(seconds, 2),
     }
+    if cuda:
+        row["cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / mb, 1)
+        row["cuda_peak_over_before_mb"] = round(
+            (torch.cuda.max_memory_allocated() - cuda_base) / mb, 1
+        )
+    return row
 
 
-def run_memory(ns: list[int], chunk: int, whole_ns: list[int]) -> list[dict[str, Any]]:
+def run_memory(
+    ns: list[int], chunk: int, whole_ns: list[int], device: str = "cpu"
+) -> list[dict[str, Any]]:
     rows = []
     jobs = [(n, False) for n in ns] + [(n, True) for n in whole_ns]
     for n, whole in jobs:
         cmd = [sys.executable, __file__, "--memory-child", str(n), "--chunk", str(chunk)]
+        cmd += ["--device", device]
         if whole:
             cmd.append("--whole")
         out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
@@ -271,19 +310,22 @@ def main() -> None:
     p.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--skip", nargs="*", default=[], help="methods to leave out")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "imagenet.json")
+    p.add_argument("--device", default="cpu", help="cpu (CPU time, 1 thread) or cuda (wall)")
     args = p.parse_args()
+    dev = args.device
+    cuda = dev.startswith("cuda")
     if args.memory_child is not None:
-        print(json.dumps(memory_child(args.memory_child, args.chunk, args.whole)))
+        print(json.dumps(memory_child(args.memory_child, args.chunk, args.whole, dev)))
         return
     torch.set_num_threads(1)  # CPU time then measures the work, not the neighbours
 
-    model = get_model()
-    x = images(args.n)
+    model = get_model(dev)
+    x = images(args.n).to(dev)
     y = predict(model, x)
     from advx.data.photos import load_photos
 
     photo_labels = load_photos().y
-    photos_right = int((y[:7] == photo_labels[: min(7, len(y))]).sum())
+    photos_right = int((y[:7].cpu() == photo_labels[: min(7, len(y))]).sum())
     print(f"{len(x)} images; clean top-1 on the photos {photos_right}/7", flush=True)
 
     methods: dict[str, tuple[str, Callable[[], Runner]]] = {
@@ -294,6 +336,11 @@ def main() -> None:
         "ART pgd": ("adversarial-robustness-toolbox", lambda: art_pgd(model, x, y)),
         "Foolbox pgd": ("foolbox", lambda: foolbox_pgd(model, x, y)),
     }
+    if cuda:  # autocast only does something on the GPU
+        methods["advx pgd (early stop, bf16 autocast)"] = (
+            "advx",
+            lambda: advx_pgd(model, x, y, early=True, amp=True),
+        )
     runners: dict[str, Runner] = {}
     missing: dict[str, str] = {}
     for name, (_, make) in methods.items():
@@ -304,18 +351,22 @@ def main() -> None:
         except ImportError as e:
             missing[name] = f"not installed ({e.name}); run bash bench/setup.sh"
     bare_loop(model, x[:2], y[:2])()  # warm-up
-    cpu: dict[str, list[float]] = {m: [] for m in runners}
+    if cuda:  # kernel selection and caching allocator growth, untimed, for everyone
+        for run in runners.values():
+            run()
+    cpu: dict[str, list[float]] = {m: [] for m in runners}  # the clock's seconds
     wall: dict[str, list[float]] = {m: [] for m in runners}
     outputs: dict[str, tuple[Tensor, float | None]] = {}
+    unit = "s wall" if cuda else "s cpu"
     for rep in range(args.repeats):
         for name, run in runners.items():
-            if rep > 0 and name not in ("bare loop", "advx pgd", "advx pgd (early stop)"):
-                continue  # peers once: each costs as much as the bare loop
-            w0, c0 = time.perf_counter(), time.process_time()
+            if not cuda and rep > 0 and not name.startswith(("bare loop", "advx")):
+                continue  # peers once on the CPU: each costs as much as the bare loop
+            w0, c0 = time.perf_counter(), clock(dev)
             outputs[name] = run()
-            cpu[name].append(time.process_time() - c0)
+            cpu[name].append(clock(dev) - c0)
             wall[name].append(time.perf_counter() - w0)
-            print(f"repeat {rep + 1}: {name} {cpu[name][-1]:.1f}s cpu", flush=True)
+            print(f"repeat {rep + 1}: {name} {cpu[name][-1]:.3f}{unit}", flush=True)
 
     bare = min(cpu["bare loop"])
     rows = []
@@ -331,14 +382,14 @@ def main() -> None:
             "wall_seconds": [round(w, 3) for w in wall[name]],
             "ratio_to_bare_loop": round(min(cpu[name]) / bare, 3),
             "robust_accuracy": round(float((predict(model, x_adv) == y).float().mean()), 4),
-            "max_linf": round(float((x_adv - x).abs().max()), 6),
+            "max_linf": round(float((x_adv.to(x.device) - x).abs().max()), 6),
             "mean_passes": passes,
         })  # fmt: skip
     peers = [r for r in rows if r["library"] not in ("torch", "advx")]
     early = next((r for r in rows if r["method"] == "advx pgd (early stop)"), None)
     fastest_peer = min(peers, key=lambda r: r["best_cpu_seconds"]) if peers else None
 
-    c0 = time.process_time()
+    c0 = clock(dev)
     tx, tpasses = advx_pgd(model, x, y, early=True, targets=OSTRICH)()
     keep = y != OSTRICH
     reached = predict(model, tx) == OSTRICH
@@ -347,12 +398,12 @@ def main() -> None:
         "n": int(keep.sum()),
         "success_rate": round(float(reached[keep].float().mean()), 4),
         "mean_passes": tpasses,
-        "cpu_seconds": round(time.process_time() - c0, 2),
+        "seconds": round(clock(dev) - c0, 2),
         "max_linf": round(float((tx - x).abs().max()), 6),
     }
     print(f"targeted: {targeted}", flush=True)
 
-    memory = run_memory(args.memory_n, args.chunk, args.memory_whole)
+    memory = run_memory(args.memory_n, args.chunk, args.memory_whole, dev)
     result = {
         "bench": "imagenet",
         "model": "efficientnet-lite0 (advx.models.pretrained)",
@@ -370,7 +421,12 @@ def main() -> None:
             "step_size": ALPHA,
             "random_start": True,
             "threads": 1,
-            "clock": "process CPU time",
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "clock": "wall time between torch.cuda.synchronize() calls, after one warm-up"
+            " run of each method"
+            if cuda
+            else "process CPU time",
+            "torch": torch.__version__,
         },  # fmt: skip
         "rows": rows,
         "missing": missing,
@@ -396,7 +452,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for r in rows:
-        print(f"{r['method']:<24} {r['best_cpu_seconds']:>8.2f}s cpu  x{r['ratio_to_bare_loop']:.3f}"
+        print(f"{r['method']:<24} {r['best_cpu_seconds']:>8.3f}{unit}  x{r['ratio_to_bare_loop']:.3f}"
               f"  robust {100 * r['robust_accuracy']:.1f}%  passes {r['mean_passes']}")  # fmt: skip
     print(f"wrote {args.out}")
 

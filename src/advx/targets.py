@@ -471,17 +471,28 @@ class Oracle:
         n: number of examples in the batch being attacked.
         max_queries: per-example budget; querying an example whose budget is spent raises
             :class:`~advx.errors.QueryBudgetExceeded` (attacks check ``view.exhausted``).
+        device: where the attack computes (its inputs' device). The counts live there, so
+            views index them with the attack's own tensors and a white-box attack (no
+            budget) never waits for the GPU to count; default CPU.
     """
 
-    def __init__(self, target: Target, n: int, *, max_queries: int | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        n: int,
+        *,
+        max_queries: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         self.target = target
         self.n = n
         self.max_queries = max_queries
-        self.queries = torch.zeros(n, dtype=torch.int64)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.queries = torch.zeros(n, dtype=torch.int64, device=self.device)
 
     def charge(self, idx: Tensor) -> None:
         """Count one query for each entry of ``idx`` (repeats count repeatedly)."""
-        counts = torch.bincount(idx.cpu(), minlength=self.n)
+        counts = torch.bincount(idx.to(self.device), minlength=self.n)
         if self.max_queries is not None:
             over = (self.queries + counts > self.max_queries) & (counts > 0)
             if bool(over.any()):
@@ -499,7 +510,7 @@ class Oracle:
     def exhausted(self) -> Tensor:
         """Bool ``(n,)``: examples with no query left."""
         if self.max_queries is None:
-            return torch.zeros(self.n, dtype=torch.bool)
+            return torch.zeros(self.n, dtype=torch.bool, device=self.device)
         return self.queries >= self.max_queries
 
     def view(self, kind: str = "logits", idx: Tensor | None = None) -> Query:
@@ -508,7 +519,7 @@ class Oracle:
         if kind not in ("logits", "scores", "labels"):
             raise InputError(f"unknown view kind {kind!r}")
         if idx is None:
-            idx = torch.arange(self.n)
+            idx = torch.arange(self.n, device=self.device)
         return Query(self, idx, kind)
 
 
@@ -522,7 +533,7 @@ class Query:
 
     def __init__(self, oracle: Oracle, idx: Tensor, kind: str) -> None:
         self.oracle = oracle
-        self.idx = idx
+        self.idx = idx.to(oracle.device)  # indexes the oracle's counts
         self.kind = kind
 
     def __len__(self) -> int:
@@ -532,7 +543,7 @@ class Query:
         """Restrict to the examples ``sub`` (indices, or a bool mask, into this view)."""
         if sub.dtype == torch.bool:
             sub = sub.nonzero().flatten()
-        return Query(self.oracle, self.idx[sub.cpu()], self.kind)
+        return Query(self.oracle, self.idx[sub.to(self.idx.device)], self.kind)
 
     def as_kind(self, kind: str) -> Query:
         """The same examples, another output kind."""

@@ -161,6 +161,7 @@ def resolve_targets(
     t = t.long()
     if bool((t < 0).any()) or bool((t >= num_classes).any()):
         raise InputError(f"targets must be in [0, {num_classes - 1}]")
+    t = t.to(y.device)
     same = t == y
     if bool(same.any()):
         which = same.nonzero().flatten()[:5].tolist()
@@ -342,7 +343,7 @@ class Attack(ABC):
             for eps in epsilons:
                 threat = ThreatModel(self.norm, eps, target.bounds)
                 x_adv = x.detach().clone()
-                oracle = Oracle(target, x.shape[0], max_queries=self.max_queries)
+                oracle = Oracle(target, x.shape[0], max_queries=self.max_queries, device=device)
                 attack_idx = attack_idx.to(device)
                 if attack_idx.numel() and eps > 0:
                     if self.minimal and shared is not None:

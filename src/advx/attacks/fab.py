@@ -19,10 +19,13 @@ from advx.threat import clip_to_bounds, norm_of
 DEFAULT_RESTART_RADIUS = {"linf": 0.3, "l2": 1.0}  # as a share of (hi - lo), as in the code
 
 
-def _affordable(model: Model, n: int, k: int) -> Tensor:
-    """Bool ``(n,)``: examples with at least ``k`` queries left (all, without a budget)."""
+def _affordable(model: Model, n: int, k: int, device: torch.device) -> Tensor:
+    """Bool ``(n,)`` on ``device``: examples with at least ``k`` queries left (all,
+    without a budget)."""
     left = getattr(model, "remaining", None)
-    return torch.ones(n, dtype=torch.bool) if left is None else left >= k  # on the CPU
+    if left is None:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    return (left >= k).to(device)
 
 
 def project_hyperplane_box(
@@ -100,7 +103,7 @@ def fab(
             noise = noise / norm_of(noise, norm).clamp_min(1e-12).view(shape)
             x_cur = clip_to_bounds(x + r * noise, bounds)
         for _ in range(steps):
-            active = _affordable(model, n, 2).nonzero().flatten()
+            active = _affordable(model, n, 2, x.device).nonzero().flatten()
             if active.numel() == 0:
                 break
             m, xa, ya = restrict(model, active), x_cur[active].requires_grad_(True), y[active]
@@ -115,7 +118,7 @@ def fab(
             dual = w.abs().sum(2) if norm == "linf" else w.norm(dim=2)
             dist = (f.abs() / dual.clamp_min(1e-12)).scatter(1, ya.view(-1, 1), math.inf)
             s = dist.argmin(1)  # closest linearised boundary, (A,)
-            ws = w[torch.arange(s.numel()), s]  # (A, d)
+            ws = w[torch.arange(s.numel(), device=s.device), s]  # (A, d)
             fs = f.gather(1, s.view(-1, 1)).squeeze(1)
             xi, x0 = xa.detach().flatten(1), x[active].flatten(1)
             d_i = project_hyperplane_box(xi, ws, -fs, bounds, norm)

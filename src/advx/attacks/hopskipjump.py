@@ -20,9 +20,10 @@ Decide = Callable[[Tensor, Tensor], Tensor]  # (examples idx (m,), points (k*m, 
 
 
 def queries_left(model: Model, n: int) -> Tensor:
-    """Queries each example may still spend ``(n,)`` (a large number without a budget)."""
+    """Queries each example may still spend ``(n,)``, on the CPU like the rest of the
+    search's bookkeeping (a large number without a budget)."""
     if isinstance(model, Query) and model.remaining is not None:
-        return model.remaining.clone()
+        return model.remaining.cpu().clone()
     return torch.full((n,), 2**62, dtype=torch.int64)
 
 

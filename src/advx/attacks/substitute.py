@@ -155,7 +155,7 @@ def train_substitute(
         new, new_fam = (pts + step * jac.sign()).clamp(bounds[0], bounds[1]), fam
         if isinstance(oracle, Query) and oracle.remaining is not None:
             # a seed's family doubles only while that seed's budget pays for it
-            afford = oracle.remaining >= torch.bincount(fam, minlength=len(oracle))
+            afford = oracle.remaining.cpu() >= torch.bincount(fam, minlength=len(oracle))
             keep = afford[fam]
             new, new_fam = new[keep.to(new.device)], fam[keep]
         if new.shape[0] == 0:

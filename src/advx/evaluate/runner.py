@@ -315,7 +315,9 @@ def _run_batch(
     """Clean predictions, then every (eps, step) of one batch; records as they finish."""
     start, stop = b * batch_size, min(n, (b + 1) * batch_size)
     x, y = ds.batch(start, stop)
-    x, y = torch.as_tensor(x), torch.as_tensor(y).long()
+    # the batch's bookkeeping lives on the CPU; each attack moves its examples to the
+    # model's device and hands its results back on the CPU (advx.attacks.base)
+    x, y = torch.as_tensor(x).cpu(), torch.as_tensor(y).long().cpu()
     idx = torch.arange(start, stop)
 
     rec = existing.get(("clean", b))
