@@ -139,8 +139,12 @@ def test_char_edit_draws_are_distinct_seeded_edits_of_each_kind():
         assert 1 <= sum(c.split()[0] in mine for c in a)
     assert 5 * len(t.kinds) - 4 <= len(a) <= 5 * len(t.kinds)  # kinds may share a word
     # a kind with fewer edits than draws gives them all, without looping forever
-    assert {c.text for c in CharEdit(kinds=("swap",), draws=50)(Sentence.parse("ab"), [0],
-                                                                rng=random.Random(0))} == {"ba"}
+    assert {
+        c.text
+        for c in CharEdit(kinds=("swap",), draws=50)(
+            Sentence.parse("ab"), [0], rng=random.Random(0)
+        )
+    } == {"ba"}
     # draws=1 is the paper's transformer, draw for draw
     one = CharEdit(draws=1)(s, [0, 1], rng=random.Random(3))
     assert [c.text for c in one] == [c.text for c in CharEdit()(s, [0, 1], rng=random.Random(3))]

@@ -2,6 +2,7 @@
 GPU machine: the frozen MiniLM encoder is moved to CUDA (weights stored in fp16 for the
 transfer, computed in fp32). ``python designs.py PAYLOAD OUTFILE SPEC SPLIT...`` with SPEC
 as bench/text.py's ``--recipes`` items (``deepwordbug:budget_aware=1``)."""
+
 from __future__ import annotations
 
 import json
@@ -80,16 +81,27 @@ def main() -> None:
             part = its[i0 : i0 + 10]
             res = attack(model, [it["text"] for it in part], torch.tensor([it["y"] for it in part]))
             for r in res:
-                recs.append({"succeeded": r.succeeded, "skipped": r.skipped, "y": r.y,
-                             "queries": r.queries, "words_changed": r.words_changed,
-                             "num_words": r.num_words, "original": r.original,
-                             "adversarial": r.adversarial})
+                recs.append(
+                    {
+                        "succeeded": r.succeeded,
+                        "skipped": r.skipped,
+                        "y": r.y,
+                        "queries": r.queries,
+                        "words_changed": r.words_changed,
+                        "num_words": r.num_words,
+                        "original": r.original,
+                        "adversarial": r.adversarial,
+                    }
+                )
         doc["splits"][split] = {"records": recs, "seconds": time.time() - t0}
         att = [r for r in recs if not r["skipped"]]
         won = [r for r in att if r["succeeded"]]
-        print(f"{spec} {split}: {len(won)}/{len(att)} "
-              f"q {sum(r['queries'] for r in att) / max(1, len(att)):.0f} "
-              f"{time.time() - t0:.0f}s", flush=True)
+        print(
+            f"{spec} {split}: {len(won)}/{len(att)} "
+            f"q {sum(r['queries'] for r in att) / max(1, len(att)):.0f} "
+            f"{time.time() - t0:.0f}s",
+            flush=True,
+        )
         Path(outfile).write_text(json.dumps(doc))
 
 

@@ -1,6 +1,7 @@
 """Build the payload for the upper-bound search (bench/upper/search.py) on a GPU machine:
 the sampled tweets, their touchable words, TextFooler's filtered neighbour lists, the
 MiniLM classifier's head and an fp16 copy of the encoder (the full one is 90 MB)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,9 +44,10 @@ def main(out: Path) -> None:
     wn = WordNet.default()
     space = WordEmbeddings.minilm()
     items = []
-    for split, texts, ys in (("bench", [pool.texts[i] for i in idx], pool.y[idx].tolist()),
-                             ("heldout", [ho_texts[i] for i in sorted(ho_idx)],
-                              ho_y[sorted(ho_idx)].tolist())):
+    for split, texts, ys in (
+        ("bench", [pool.texts[i] for i in idx], pool.y[idx].tolist()),
+        ("heldout", [ho_texts[i] for i in sorted(ho_idx)], ho_y[sorted(ho_idx)].tolist()),
+    ):
         probs = mm.predict_proba(texts)
         for t, y, pr in zip(texts, ys, probs.tolist(), strict=True):
             s = Sentence.parse(t)
@@ -57,21 +58,38 @@ def main(out: Path) -> None:
                 cands = []
                 for nb, cos in space.neighbours(w, 100, 0.0):
                     a, b = wn.parts_of_speech(w), wn.parts_of_speech(nb)
-                    ok = (not a or not b or bool(a & b)) and nb not in wn.antonyms(
-                        w.lower()) and w.lower() not in wn.antonyms(nb)
+                    ok = (
+                        (not a or not b or bool(a & b))
+                        and nb not in wn.antonyms(w.lower())
+                        and w.lower() not in wn.antonyms(nb)
+                    )
                     cands.append([nb, round(cos, 5), ok])
                 neigh[i] = cands
-            items.append({"split": split, "text": t, "y": y, "cpu_probs": pr,
-                          "words": list(s.words), "gaps": list(s.gaps),
-                          "stop": [w.lower() in stop for w in s.words], "neigh": neigh})
+            items.append(
+                {
+                    "split": split,
+                    "text": t,
+                    "y": y,
+                    "cpu_probs": pr,
+                    "words": list(s.words),
+                    "gaps": list(s.gaps),
+                    "stop": [w.lower() in stop for w in s.words],
+                    "neigh": neigh,
+                }
+            )
     (out / "items.json").write_text(json.dumps(items))
     head = {k: v for k, v in mm.net.state_dict().items() if k.startswith("head")}
     save_file({k: v.float().contiguous() for k, v in head.items()}, str(out / "head.safetensors"))
     enc = out / "all-MiniLM-L6-v2"
     enc.mkdir(exist_ok=True)
     src = model_dir()
-    for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-              "special_tokens_map.json"):
+    for f in (
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+    ):
         shutil.copy(src / f, enc / f)
     w = load_file(str(src / "model.safetensors"))
     save_file({k: v.half().contiguous() for k, v in w.items()}, str(enc / "model.safetensors"))

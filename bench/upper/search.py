@@ -8,6 +8,7 @@ recipe's space); ``dwb-stop``: stop words touchable too; ``dwb-all``: also the l
 runs inside @mentions, URLs and hashtags; ``tf-<cos>-k<k>``: TextFooler's neighbours
 (MiniLM token embeddings, POS and antonym filters as the recipe) with the sentence
 similarity window check skipped on texts of <= 15 words (the best design)."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,13 @@ class Victim:
         out = torch.empty(len(texts), 384)
         for i in range(0, len(order), bs):
             idx = order[i : i + bs]
-            batch = self.tok([texts[j] for j in idx], padding=True, truncation=True,
-                             max_length=128, return_tensors="pt").to(self.device)
+            batch = self.tok(
+                [texts[j] for j in idx],
+                padding=True,
+                truncation=True,
+                max_length=128,
+                return_tensors="pt",
+            ).to(self.device)
             hid = self.net(**batch).last_hidden_state
             m = batch["attention_mask"].unsqueeze(-1).to(hid.dtype)
             e = torch.nn.functional.normalize((hid * m).sum(1) / m.sum(1).clamp_min(1), dim=-1)
@@ -70,7 +76,9 @@ def build(item: dict, variant: str) -> tuple[list[str], list[str], list[bool], l
             pos = 0
             for m in RUN.finditer(g):
                 f[-1] += g[pos : m.start()]
-                w.append(m.group()); ed.append(True); wi.append(-1)
+                w.append(m.group())
+                ed.append(True)
+                wi.append(-1)
                 f.append("")
                 pos = m.end()
             f[-1] += g[pos:]
@@ -85,7 +93,7 @@ def build(item: dict, variant: str) -> tuple[list[str], list[str], list[bool], l
 
 
 def text_of(f: list[str], w: list[str]) -> str:
-    return "".join(a + b for a, b in zip(f, w + [""]))
+    return "".join(a + b for a, b in zip(f, w + [""], strict=False))
 
 
 MAXC = int(os.environ.get("UPPER_MAXC", "0"))  # smoke tests only: truncate candidate lists
@@ -123,15 +131,24 @@ def search(v: Victim, item: dict, variant: str, width: int, extra: int) -> dict:
     if variant.startswith("tf"):
         _, cs, ks = variant.split("-")
         cos, k = float(cs), int(ks[1:])
-        cands = [tf_cands(item, wi[p], w0[p], cos, k) if ed[p] and wi[p] >= 0 else []
-                 for p in range(len(w0))]
+        cands = [
+            tf_cands(item, wi[p], w0[p], cos, k) if ed[p] and wi[p] >= 0 else []
+            for p in range(len(w0))
+        ]
     else:
         cands = [dwb_cands(w0[p]) if ed[p] else [] for p in range(len(w0))]
     check_sim = variant.startswith("tf") and n > 15
     orig_words = item["words"]
     beam = [(0.0, tuple(w0), frozenset())]
-    res = {"n": n, "cap": cap, "editable": sum(bool(c) for c in cands),
-           "candidates": sum(len(c) for c in cands), "level": None, "best": [], "adv": None}
+    res = {
+        "n": n,
+        "cap": cap,
+        "editable": sum(bool(c) for c in cands),
+        "candidates": sum(len(c) for c in cands),
+        "level": None,
+        "best": [],
+        "adv": None,
+    }
     for lev in range(1, levels + 1):
         states, texts, seen = [], [], set()
         for _, ws, ch in beam:
@@ -139,7 +156,8 @@ def search(v: Victim, item: dict, variant: str, width: int, extra: int) -> dict:
                 if p in ch:
                     continue
                 for c in cl:
-                    nw = list(ws); nw[p] = c
+                    nw = list(ws)
+                    nw[p] = c
                     t = text_of(f, nw)
                     if t in seen:
                         continue
@@ -149,18 +167,17 @@ def search(v: Victim, item: dict, variant: str, width: int, extra: int) -> dict:
         if not texts:
             break
         if check_sim:
-            keep = []
             half = 7
             spans = []
-            for nw, ch, p in states:
+            for nw, _, p in states:
                 j = wi[p]
                 lo = max(0, min(j - half, n - 15))
                 advw = [nw[q] for q in range(len(nw)) if wi[q] >= 0]
                 spans += [" ".join(orig_words[lo : lo + 15]), " ".join(advw[lo : lo + 15])]
             e = v.embed(spans)
             ok = ((e[0::2] * e[1::2]).sum(1) >= 0.8 - 1e-6).tolist()
-            states = [s for s, o in zip(states, ok) if o]
-            texts = [t for t, o in zip(texts, ok) if o]
+            states = [s for s, o in zip(states, ok, strict=False) if o]
+            texts = [t for t, o in zip(texts, ok, strict=False) if o]
             if not texts:
                 break
         pr = v.probs(texts)
@@ -181,19 +198,33 @@ def main() -> None:
     payload, outdir = Path(sys.argv[1]), Path(sys.argv[2])
     budget = float(os.environ.get("UPPER_SECONDS", "420"))
     width = int(os.environ.get("UPPER_WIDTH", "10"))
-    variants = os.environ.get("UPPER_VARIANTS", "dwb,tf-0.2-k50,tf-0.3-k50,tf-0.2-k100,dwb-stop,dwb-all").split(",")
+    variants = os.environ.get(
+        "UPPER_VARIANTS", "dwb,tf-0.2-k50,tf-0.3-k50,tf-0.2-k100,dwb-stop,dwb-all"
+    ).split(",")
     limit = int(os.environ.get("UPPER_N", "1000"))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
-    items = [it for it in json.loads((payload / "items.json").read_text()) if it["split"] == "bench"]
-    items = items[: limit // 2] + items[len(items) // 2 :][: limit // 2] if limit < len(items) else items
+    items = [
+        it for it in json.loads((payload / "items.json").read_text()) if it["split"] == "bench"
+    ]
+    items = (
+        items[: limit // 2] + items[len(items) // 2 :][: limit // 2]
+        if limit < len(items)
+        else items
+    )
     lo, hi = int(os.environ.get("UPPER_START", "0")), int(os.environ.get("UPPER_STOP", "100000"))
     items = items[lo:hi]
     v = Victim(payload, device)
     p = v.probs([it["text"] for it in items])
     diff = float((p - torch.tensor([it["cpu_probs"] for it in items])).abs().max())
-    doc = {"start": lo, "device": device, "width": width, "max_prob_diff_vs_cpu": diff, "variants": {}}
+    doc = {
+        "start": lo,
+        "device": device,
+        "width": width,
+        "max_prob_diff_vs_cpu": diff,
+        "variants": {},
+    }
     print("prob diff vs cpu", diff, flush=True)
     for var in variants:
         extra = 1 if var in ("dwb",) or var.startswith("tf") else 0
@@ -205,8 +236,11 @@ def main() -> None:
             rows.append(search(v, it, var, width, extra))
         doc["variants"][var] = {"rows": rows, "seconds": time.time() - t0}
         ok = [r for r in rows if r["level"] is not None and r["level"] <= r["cap"]]
-        print(f"{var}: {len(rows)} tweets, success {len(ok)}/{len(rows)}, "
-              f"{time.time() - t0:.0f}s, rows {v.rows}", flush=True)
+        print(
+            f"{var}: {len(rows)} tweets, success {len(ok)}/{len(rows)}, "
+            f"{time.time() - t0:.0f}s, rows {v.rows}",
+            flush=True,
+        )
         (outdir / os.environ.get("UPPER_FILE", "upper.json")).write_text(json.dumps(doc))
 
 

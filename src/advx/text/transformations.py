@@ -428,8 +428,10 @@ def describe(t: Any) -> str:
     """A short name of a transformation for reports (class name and key settings)."""
     if isinstance(t, CharEdit):
         # the paper's one random draw keeps its historical name (cached bench runs)
-        how = "" if t.random_one and t.draws == 1 else (
-            "; every edit" if not t.random_one else f"; {t.draws} draws"
+        how = (
+            ""
+            if t.random_one and t.draws == 1
+            else ("; every edit" if not t.random_one else f"; {t.draws} draws")
         )
         return f"char-edit({','.join(t.kinds)}{how})"
     if isinstance(t, Composite):
