@@ -139,3 +139,16 @@ def test_deepwordbug_every_edit_finds_the_one_typo_that_flips_under_a_one_word_c
     assert [(x.adversarial, x.queries) for x in a] == [(x.adversarial, x.queries) for x in b]
     assert all(x.queries <= 30 and x.words_changed <= 1 for x in a)
     assert five.config["transformation"].endswith("; 5 draws)")
+
+
+def test_deepwordbug_ranking_option_is_checked_and_gradient_needs_a_white_box_target():
+    import pytest
+
+    from advx.errors import AccessError, InputError
+
+    with pytest.raises(InputError, match="ranking"):
+        recipes.create("deepwordbug", ranking="alphabetical")
+    attack = recipes.create("deepwordbug", ranking="gradient", max_queries=50)
+    assert attack.needs_gradients
+    with pytest.raises(AccessError):
+        attack(MODEL, ["terrible and boring"], [0])  # LinearBoW gives scores only
