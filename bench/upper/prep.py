@@ -1,6 +1,17 @@
 """Build the payload for the upper-bound search (bench/upper/search.py) on a GPU machine:
 the sampled tweets, their touchable words, TextFooler's filtered neighbour lists, the
-MiniLM classifier's head and an fp16 copy of the encoder (the full one is 90 MB)."""
+MiniLM classifier's head and an fp16 copy of the encoder (the full one is 90 MB).
+
+How the README's numbers were made (2026-12-04, one H200, 16 cores):
+
+    python bench/upper/prep.py P     # here; then copy src/, bench/upper/*.py, the
+                                     # minilm checkpoint dir and WordNet (tar) into P
+    # there, with PYTHONPATH=P/src ADVX_DATA_DIR=P, in parallel:
+    UPPER_SECONDS=370 python P/search.py P OUT           # upper bounds (time-guarded)
+    python P/designs.py P OUT/dN.json SPEC heldout bench  # one per design SPEC
+    # back here:
+    python bench/upper/report.py OUT                   # -> bench/results/...-designs.json
+"""
 
 from __future__ import annotations
 
@@ -78,6 +89,8 @@ def main(out: Path) -> None:
                 }
             )
     (out / "items.json").write_text(json.dumps(items))
+    meta = [{"split": it["split"], "text": it["text"], "y": it["y"]} for it in items]
+    (ROOT / "bench" / "upper" / "items-meta.json").write_text(json.dumps(meta))
     head = {k: v for k, v in mm.net.state_dict().items() if k.startswith("head")}
     save_file({k: v.float().contiguous() for k, v in head.items()}, str(out / "head.safetensors"))
     enc = out / "all-MiniLM-L6-v2"

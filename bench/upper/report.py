@@ -89,11 +89,8 @@ def upper_rows(dirs: list[Path], items: list[dict]) -> dict:
 
 def main() -> None:
     dirs = [Path(a) for a in sys.argv[1:]]
-    items = (
-        json.loads((ROOT / "bench" / "upper" / "items-meta.json").read_text())
-        if (ROOT / "bench" / "upper" / "items-meta.json").is_file()
-        else json.loads(Path("/work/main/.cache/text-minilm-upper/items.json").read_text())
-    )
+    # the sampled tweets (split, text, label), written by prep.py
+    items = json.loads((ROOT / "bench" / "upper" / "items-meta.json").read_text())
     doc = {"designs": design_rows(dirs), "upper": upper_rows(dirs, items)}
     out = ROOT / "bench" / "results" / "text-transformer-minilm-designs.json"
     out.write_text(json.dumps(doc, indent=1))
