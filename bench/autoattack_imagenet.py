@@ -98,7 +98,7 @@ def main() -> None:
         few = {"apgd-ce": {"steps": 2}, "apgd-t": {"steps": 2}, "square": {"steps": 5}}
         warm = Suite("warm-up", tuple(SuiteAttack(k, v) for k, v in few.items()))
         evaluate(WhiteBox(model), (x[:8], y[:8]), eps=eps, suite=warm, probe=0)
-        reference(model, eps, 2)(x[:8], y[:8])
+        reference(model, eps, 2, square_queries=10)(x[:8], y[:8])
         advx_rows: dict[str, Any] = {}
         for suite in args.suite or ["standard"]:
             c0 = clock(dev)

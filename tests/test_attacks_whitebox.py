@@ -326,6 +326,32 @@ def test_fab_refuses_targets():
         create("fab", steps=2)(WhiteBox(clf), x, y, targets="next")
 
 
+def test_fab_classes_linearises_only_the_most_likely_others(digits_data, digits_cnn):
+    x, y = digits_data[2][:24], digits_data[3][:24]
+    target = WhiteBox(digits_cnn)
+    every = create("fab", steps=8)(target, x, y)
+    # 9 of 10 classes is every other class: the same attack, bit for bit
+    assert torch.equal(create("fab", steps=8, classes=9)(target, x, y).x_adv, every.x_adv)
+    calls: list[int] = []
+    real = torch.autograd.grad
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    torch.autograd.grad = counting
+    try:
+        few = create("fab", steps=8, classes=2)(target, x, y)
+    finally:
+        torch.autograd.grad = real
+    assert len(calls) == 8 * 2  # one backward per linearised class and step
+    assert float(few.x_adv.min()) >= 0.0 and float(few.x_adv.max()) <= 1.0
+    assert float(few.succeeded.float().mean()) >= 0.5  # still finds adversarials
+    for bad in (0, True, 2.5):
+        with pytest.raises(InputError, match="classes"):
+            create("fab", classes=bad)
+
+
 @pytest.mark.parametrize(
     ("slug", "kwargs"),
     [("apgd-ce", {"eps": 0.2, "steps": 20}), ("mi-fgsm", {"eps": 0.3, "steps": 10}),

@@ -193,3 +193,17 @@ def test_training_on_cuda_writes_a_cpu_checkpoint(tmp_path):
     assert res.test_accuracy > 0.8
     back = models.load(tmp_path / "m")
     assert next(back.parameters()).device.type == "cpu"
+
+
+def test_full_precision_turns_amp_off_for_the_verdict_and_restores_it(digits_cnn):
+    from advx.targets import full_precision
+
+    white = WhiteBox(digits_cnn, amp=True)
+    for view in (white, white.as_scores(), white.as_labels()):
+        with full_precision(view):
+            assert white.amp is False
+        assert white.amp is True
+    plain = WhiteBox(digits_cnn)
+    with full_precision(plain):
+        assert plain.amp is False
+    assert plain.amp is False

@@ -23,24 +23,11 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "advx"
 
-ALLOWED_CYCLES: tuple[frozenset[str], ...] = (
-    # being broken elsewhere (issue 13): the zoo and the text models import each other,
-    # and a checkpoint loads imported models, which are checkpoints
-    frozenset(
-        {
-            "advx.models",
-            "advx.models.checkpoint",
-            "advx.models.external",
-            "advx.models.external_checkpoint",
-            "advx.models.pretrained",
-            "advx.text.models",
-        }
-    ),
-)
+ALLOWED_CYCLES: tuple[frozenset[str], ...] = ()
 """Import cycles that are known and being removed; an entry goes when its cycle does
 (:func:`test_allowed_cycles_still_exist` says when). Never add one: break the cycle."""
 
-FAILS_ALONE: frozenset[str] = frozenset({"advx.models.external_checkpoint"})
+FAILS_ALONE: frozenset[str] = frozenset()
 """Modules of an allowed cycle that cannot be imported first today (they see the other
 half of the cycle half-initialised). Goes with that cycle; never add one."""
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from advx.errors import ConfigError
 
 if TYPE_CHECKING:
-    from advx.training import StepInfo, TrainConfig, TrainResult
+    from advx.training_types import StepInfo, TrainConfig, TrainResult
 
 
 class Trainer(Protocol):

@@ -229,7 +229,9 @@ class WhiteBox(Target):
         name: shown in messages and reports.
         amp: run the forward under :func:`advx.devices.autocast` (bfloat16 on CUDA, where it is
             faster); the input gradients and the adversarial inputs keep the input's
-            dtype. Off the GPU it does nothing.
+            dtype. Off the GPU it does nothing. The clean and final predictions that decide
+            an attack's success run in full precision (:func:`full_precision`): an input
+            that fools the model only in bfloat16 counts as a failure.
 
     During an attack (:meth:`attacking`) the model is put in eval mode and its parameters
     stop requiring gradients; both are restored exactly afterwards. Input gradients come
@@ -417,6 +419,24 @@ class TorchLabelBox(LabelBox):
         return self.white.attacking()
 
 
+@contextmanager
+def full_precision(target: Target) -> Iterator[None]:
+    """Inside the block, a :class:`WhiteBox` built with ``amp=True`` (or a score/label
+    view of one) runs its model in full precision; anything else is left as it is. Attacks
+    use it for the predictions that decide success."""
+    white: object = target
+    while not isinstance(white, WhiteBox) and white is not None:  # views of a WhiteBox
+        white = getattr(white, "inner", None) or getattr(white, "white", None)
+    if not isinstance(white, WhiteBox) or not white.amp:
+        yield
+        return
+    white.amp = False
+    try:
+        yield
+    finally:
+        white.amp = True
+
+
 def torch_target(
     module: nn.Module,
     *,
@@ -492,8 +512,11 @@ class Oracle:
 
     def charge(self, idx: Tensor) -> None:
         """Count one query for each entry of ``idx`` (repeats count repeatedly)."""
-        counts = torch.bincount(idx.to(self.device), minlength=self.n)
-        if self.max_queries is not None:
+        idx = idx.to(self.device)
+        if self.max_queries is None:  # nothing to check: count without waiting for a GPU
+            self.queries.index_add_(0, idx, torch.ones_like(idx))
+        else:
+            counts = torch.bincount(idx, minlength=self.n)
             over = (self.queries + counts > self.max_queries) & (counts > 0)
             if bool(over.any()):
                 bad = over.nonzero().flatten()[:5].tolist()
@@ -501,7 +524,7 @@ class Oracle:
                     f"examples {bad} would exceed max_queries={self.max_queries}; attacks "
                     "must drop examples whose view.exhausted is True"
                 )
-        self.queries += counts
+            self.queries += counts
         hook = QUERY_HOOK.get()
         if hook is not None:
             hook(int(idx.numel()))

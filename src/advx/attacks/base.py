@@ -28,7 +28,7 @@ from advx.attacks._typecheck import check_settings
 from advx.attacks.result import AttackResult, Status, SweepResult
 from advx.attacks.rng import ExampleRng, draw_seed
 from advx.errors import AccessError, InputError
-from advx.targets import Access, Oracle, Target
+from advx.targets import Access, Oracle, Target, full_precision
 from advx.threat import NORMS, ThreatModel
 
 Model = Callable[[Tensor], Tensor]
@@ -423,8 +423,9 @@ def _with_seconds(r: AttackResult, seconds: float) -> AttackResult:
 
 
 def _predict(target: Target, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Labels, confidence of the predicted label (NaN if labels only) and scores."""
-    with torch.no_grad():
+    """Labels, confidence of the predicted label (NaN if labels only) and scores, in full
+    precision even where the attack's own passes use bfloat16 autocast."""
+    with torch.no_grad(), full_precision(target):
         if target.access >= Access.SCORES:
             scores = target.scores(x)
             conf, pred = scores.max(dim=1)

@@ -79,7 +79,8 @@ def open_target(
     spec = _pretrained_dir(spec)
     from torch import nn
 
-    from advx.models.external import describe_missing, open_model, spec_kind
+    from advx.models.external import open_model, spec_kind
+    from advx.models.external_loaders import describe_missing
     from advx.targets import WhiteBox
 
     if spec_kind(spec) is None:

@@ -27,7 +27,8 @@ def _open_model(model_dir: str, model_args: ModelArgs) -> tuple[Any, dict[str, A
     from advx.cli._targets import target_info
     from advx.errors import CheckpointError, ConfigError
     from advx.models.adapter import Classifier
-    from advx.models.external import describe_missing, open_model, spec_kind
+    from advx.models.external import open_model, spec_kind
+    from advx.models.external_loaders import describe_missing
 
     if spec_kind(model_dir) is None:
         raise CheckpointError(describe_missing(model_dir))

@@ -42,7 +42,8 @@ def open_source(spec: str, name: str, model_args: ModelArgs | None = None) -> An
         from advx.cli._targets import open_target
 
         return open_target(spec, name=name)
-    from advx.models.external import describe_missing, open_model, spec_kind
+    from advx.models.external import open_model, spec_kind
+    from advx.models.external_loaders import describe_missing
 
     if spec_kind(spec) is None:
         raise InputError(describe_missing(spec))

@@ -179,8 +179,9 @@ SUITES: dict[str, Suite] = {
             SuiteAttack("apgd-t", {"steps": _APGD_STEPS}, note="targeted APGD on DLR loss"),
             SuiteAttack(
                 "fab",
-                note="minimum-norm FAB, untargeted; only where the gradient attacks had not "
-                "converged or gradients are masked",
+                {"classes": 9},
+                note="minimum-norm FAB, untargeted over the 9 most likely other classes; "
+                "only where the gradient attacks had not converged or gradients are masked",
                 escalate=_ESCALATE,
             ),
             SuiteAttack(
@@ -202,8 +203,9 @@ SUITES: dict[str, Suite] = {
             SuiteAttack("apgd-t", {"steps": _APGD_STEPS}, note="targeted APGD on DLR loss"),
             SuiteAttack(
                 "fab",
-                note="minimum-norm FAB, untargeted (every class linearised at each step; "
-                "AutoAttack's FAB-T runs once per target class instead)",
+                {"classes": 9},
+                note="minimum-norm FAB, untargeted over the 9 most likely other classes at "
+                "each step (AutoAttack's FAB-T runs once per each of those 9 target classes)",
             ),
             SuiteAttack(
                 "square",

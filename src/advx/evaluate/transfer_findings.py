@@ -12,10 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # only the type: transfer.py imports this module
-    from advx.evaluate.transfer import TransferResult
+
+class TransferMatrix(Protocol):
+    """What the findings read of a transfer measurement
+    (:class:`advx.evaluate.transfer.TransferMatrix` is one; this module does not import
+    it, since that module imports this one)."""
+
+    @property
+    def matrix(self) -> list[list[float | None]]:
+        """Rates, rows = sources, columns = targets (None: no eligible example)."""
+        ...
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Model names of the rows."""
+        ...
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Model names of the columns."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -39,7 +57,7 @@ class RoleRates:
     targets: dict[str, int]
 
     @classmethod
-    def of(cls, result: TransferResult, roles: Mapping[str, str]) -> RoleRates:
+    def of(cls, result: TransferMatrix, roles: Mapping[str, str]) -> RoleRates:
         """Read ``result`` with ``roles`` (role -> model name in the matrix)."""
         m = result.matrix
         src = {r: result.sources.index(nm) for r, nm in roles.items() if nm in result.sources}
@@ -161,7 +179,7 @@ PAPERNOT_FINDINGS: tuple[tuple[str, str], ...] = tuple((f.id, f.claim) for f in 
 
 
 def check_findings(
-    result: TransferResult, roles: Mapping[str, str], findings: Sequence[Finding]
+    result: TransferMatrix, roles: Mapping[str, str], findings: Sequence[Finding]
 ) -> list[dict[str, Any]]:
     """Decide each of ``findings`` on ``result``.
 
@@ -184,7 +202,7 @@ def check_findings(
     return out
 
 
-def papernot_check(result: TransferResult, roles: Mapping[str, str]) -> list[dict[str, Any]]:
+def papernot_check(result: TransferMatrix, roles: Mapping[str, str]) -> list[dict[str, Any]]:
     """Check :data:`PAPERNOT_FINDINGS` on ``result``.
 
     Args:

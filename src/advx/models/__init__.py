@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 from advx.models import classic as _classic  # noqa: F401  (registers the sklearn archs)
+from advx.models import external_checkpoint as _imported  # noqa: F401  (opens `advx import` checkpoints)
 from advx.models import image as _image  # noqa: F401  (registers the torch image archs)
 from advx.models.adapter import Classifier
 from advx.models.checkpoint import load, read_info, save, verify

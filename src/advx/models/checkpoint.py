@@ -33,7 +33,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,18 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------------------- read
+# kind -> opener of the checkpoints `advx import` writes (TorchScript, ONNX, Hugging Face);
+# advx.models.external_checkpoint registers them when advx.models is imported, so this
+# module never imports it (that module builds on this one)
+_IMPORTED: dict[str, Callable[[Path, dict[str, Any]], Any]] = {}
+
+
+def register_imported_kind(kind: str, opener: Callable[[Path, dict[str, Any]], Any]) -> None:
+    """Let :func:`load` open checkpoints of ``kind`` with ``opener(directory, info)``
+    (called after every file's hash is verified)."""
+    _IMPORTED[kind] = opener
+
+
 def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed and validated ``model.json`` of the checkpoint at ``path``.
 
@@ -450,9 +462,13 @@ def load(path: str | os.PathLike[str]) -> Any:
     arch = info["arch"]
     backend = backends().get(info["kind"])
     if backend is None:  # a user model imported by `advx import`
-        from advx.models.external import load_checkpoint
-
-        return load_checkpoint(d, info)
+        opener = _IMPORTED.get(info["kind"])
+        if opener is None:
+            raise CheckpointError(
+                f"{d}: kind {info['kind']!r} is opened by advx.models.external_checkpoint, "
+                "which is not loaded; import advx.models (it loads it) and try again"
+            )
+        return opener(d, info)
     spec = ARCHS.get(arch)
     if spec is None:
         raise CheckpointError(

@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 
+import advx.models.checkpoint as ck
 from advx.errors import CheckpointError, ConfigError, InputError
 from advx.io import atomic_dir, atomic_write_text, fsync_file
 from advx.jsonio import dumps
 from advx.models.adapter import Classifier, frozen_eval
-from advx.models.external import (
+from advx.models.external_loaders import (
     _PICKLE_SUFFIXES,
     ONNX_FILE,
     TORCHSCRIPT_FILE,
@@ -78,7 +79,6 @@ def import_model(
     Returns:
         The checkpoint directory.
     """
-    import advx.models.checkpoint as ck
 
     options = options or ModelOptions()
     extra = dict(meta or {})
@@ -210,7 +210,6 @@ def _write(
     source: dict[str, Any],
 ) -> Path:
     """Write a checkpoint of an external ``kind`` (the layout of advx.models.save)."""
-    import advx.models.checkpoint as ck
     from advx.models.registry import jsonable
 
     dest = Path(out)
@@ -254,7 +253,6 @@ def _import_huggingface(
     extra: dict[str, Any],
     source: dict[str, Any],
 ) -> Path:
-    import advx.models.checkpoint as ck
     from advx.text.huggingface import HFTextClassifier, check_hf_directory
 
     check_hf_directory(src)
@@ -310,3 +308,7 @@ def load_checkpoint(d: Path, info: dict[str, Any]) -> Any:
     except (ConfigError, InputError) as e:
         raise CheckpointError(f"{d}: cannot load its {kind} model: {e}") from None
     raise CheckpointError(f"{d}: unknown kind {kind!r}")
+
+
+for _kind in ("torchscript", "onnx", "huggingface"):
+    ck.register_imported_kind(_kind, load_checkpoint)
