@@ -306,6 +306,8 @@ def _recipe_spec(spec: str) -> tuple[str, dict[str, Any]]:
             out[k] = None
         elif k in ("budget_aware", "skip_short_texts"):
             out[k] = v == "1"
+        elif k == "ranking":
+            out[k] = v
         else:
             out[k] = float(v) if "." in v else int(v)
     return slug, out
@@ -351,7 +353,8 @@ def advx_records(
         return [{**r, "original": o.original, "adversarial": o.adversarial, "cpu_seconds": cpu}
                 for r, o in zip(records_of(res), res, strict=True)]  # fmt: skip
 
-    return _per_text(where / f"advx-{recipe}-{key}.json", texts, y, compute)
+    cuda = "-cuda" if getattr(args, "cuda", False) else ""
+    return _per_text(where / f"advx-{recipe}-{key}{cuda}.json", texts, y, compute)
 
 
 def textattack_records(
@@ -376,6 +379,27 @@ def _say(arch: str, what: str, row: dict[str, Any], ceiling: dict[str, Any]) -> 
                      f"{fmt(ceiling[k]['flip_rate'], True)})" for k, v in by.items())
           + f"  words {fmt(row['words_changed_pct'])}% tokens {fmt(row['tokens_changed_pct'])}%"
           f"  queries {fmt(row['mean_queries'])}", flush=True)  # fmt: skip
+
+
+def encoder_on_cuda() -> None:
+    """Run the shared frozen MiniLM encoder on the GPU (its embeddings come back to the
+    CPU, where the heads and the attacks live). On the bench sample this gives the CPU
+    rows tweet for tweet (checked: bench/README.md)."""
+    from advx.text.minilm import MiniLMEncoder
+
+    load, pooled = MiniLMEncoder.load, MiniLMEncoder.pooled
+
+    def load_cuda(self: MiniLMEncoder) -> tuple[Any, Any]:
+        model, tok = load(self)
+        if next(model.parameters()).device.type != "cuda":
+            self._model = model.float().cuda()
+        return self._model, tok
+
+    def pooled_cuda(self: MiniLMEncoder, batch: dict[str, Any], model: Any = None) -> Any:
+        return pooled(self, {k: v.cuda() for k, v in batch.items()}, model).float().cpu()
+
+    MiniLMEncoder.load = load_cuda  # type: ignore[method-assign]
+    MiniLMEncoder.pooled = pooled_cuda  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -417,9 +441,16 @@ def main() -> None:
         help="also run TextAttack 0.3.11's DeepWordBugGao2018 on each model "
         "(bench/.venv after BENCH_TEXTATTACK=1 bench/setup.sh)",
     )
+    p.add_argument(
+        "--cuda",
+        action="store_true",
+        help="run the frozen MiniLM encoder on CUDA (attack runs cached apart from CPU ones)",
+    )
     args = p.parse_args()  # fmt: skip
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cuda:
+        encoder_on_cuda()
     if args.balanced:
         transformer_bench(args)
         return

@@ -114,3 +114,41 @@ def test_sentence_similarity_skips_short_texts_only_when_asked():
         cand = [s.replace(1, "plane")]
         assert strict.keep(cand, s, s) == [False]
         assert skip.keep(cand, s, s) == [len(s) <= 15]  # short: not checked
+
+
+def test_deepwordbug_every_edit_finds_the_one_typo_that_flips_under_a_one_word_cap():
+    # "goad" is one substitution from "good"; deleting or typo-ing "terrible" never flips.
+    # The paper's one random edit per kind almost never lands on it (1 in ~100 per word);
+    # every edit (edits_per_kind=None) with the budget-aware greedy must find it.
+    model = LinearBoW({"terrible": [2.0, 0.0], "goad": [0.5, 0.0], "good": [0.0, 5.0]})
+    text = "terrible goad"
+    cap = {"max_words_share": 0.15, "budget_aware": True}
+    every = recipes.create("deepwordbug", edits_per_kind=None, max_queries=2000, **cap)
+    r = every(model, [text], [0])[0]
+    assert r.status == Status.SUCCEEDED and r.adversarial == "terrible good"
+    assert r.words_changed == 1
+    again = every(model, [text], [0])[0]
+    assert (again.adversarial, again.queries) == (r.adversarial, r.queries)
+    # the budget is exact: with fewer queries than the first word's edits it stops there
+    short = recipes.create("deepwordbug", edits_per_kind=None, max_queries=40, **cap)
+    s = short(model, [text], [0])[0]
+    assert s.status == Status.FAILED and s.queries == 40
+    # several draws per kind: seeded, within the cap and the budget
+    five = recipes.create("deepwordbug", edits_per_kind=5, max_queries=30, seed=3, **cap)
+    a, b = five(model, [text] * 3, [0] * 3), five(model, [text] * 3, [0] * 3)
+    assert [(x.adversarial, x.queries) for x in a] == [(x.adversarial, x.queries) for x in b]
+    assert all(x.queries <= 30 and x.words_changed <= 1 for x in a)
+    assert five.config["transformation"].endswith("; 5 draws)")
+
+
+def test_deepwordbug_ranking_option_is_checked_and_gradient_needs_a_white_box_target():
+    import pytest
+
+    from advx.errors import AccessError, InputError
+
+    with pytest.raises(InputError, match="ranking"):
+        recipes.create("deepwordbug", ranking="alphabetical")
+    attack = recipes.create("deepwordbug", ranking="gradient", max_queries=50)
+    assert attack.needs_gradients
+    with pytest.raises(AccessError):
+        attack(MODEL, ["terrible and boring"], [0])  # LinearBoW gives scores only

@@ -128,6 +128,34 @@ def test_char_edit_random_one_is_seeded_and_one_per_kind():
     assert t(Sentence.parse("I x"), [0, 1], rng=random.Random(0)) == []
 
 
+def test_char_edit_draws_are_distinct_seeded_edits_of_each_kind():
+    s = Sentence.parse("terrible service")
+    t = CharEdit(draws=5)
+    a = [c.text for c in t(s, [0], rng=random.Random(7))]
+    assert a == [c.text for c in t(s, [0], rng=random.Random(7))]  # seeded
+    assert len(a) == len(set(a))  # distinct (the base drops repeats too)
+    for kind in t.kinds:  # each kind contributes up to 5 of its own edits
+        mine = set(char_edits("terrible", kind))
+        assert 1 <= sum(c.split()[0] in mine for c in a)
+    assert 5 * len(t.kinds) - 4 <= len(a) <= 5 * len(t.kinds)  # kinds may share a word
+    # a kind with fewer edits than draws gives them all, without looping forever
+    assert {
+        c.text
+        for c in CharEdit(kinds=("swap",), draws=50)(
+            Sentence.parse("ab"), [0], rng=random.Random(0)
+        )
+    } == {"ba"}
+    # draws=1 is the paper's transformer, draw for draw
+    one = CharEdit(draws=1)(s, [0, 1], rng=random.Random(3))
+    assert [c.text for c in one] == [c.text for c in CharEdit()(s, [0, 1], rng=random.Random(3))]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="draws"):
+            CharEdit(draws=bad)
+    assert describe(CharEdit()) == "char-edit(swap,substitute,delete,insert)"
+    assert describe(CharEdit(draws=5)).endswith("; 5 draws)")
+    assert describe(CharEdit(random_one=False)).endswith("; every edit)")
+
+
 @pytest.fixture(scope="module")
 def nltk_wordnet(tmp_path_factory):
     """NLTK's own WordNet reader over the same database, with the lexnames file it needs

@@ -91,6 +91,8 @@ def deepwordbug(
     max_words_share: float | None = None,
     budget_aware: bool = False,
     min_importance: float | None = None,
+    edits_per_kind: int | None = 1,
+    ranking: str = "unk",
 ) -> TextAttack:
     """DeepWordBug: Gao, Lanchantin, Soffa & Qi (2018), "Black-box generation of
     adversarial text sequences to evade deep learning classifiers", IEEE S&P Workshops.
@@ -126,6 +128,12 @@ def deepwordbug(
         max_words_share: optional cap on the share of words changed.
         budget_aware: under the cap, keep the last word for an edit that succeeds.
         min_importance: skip words whose ``[UNK]`` importance is at or below this.
+        edits_per_kind: random edits of each kind tried per word (default 1, the
+            paper's; ``None``: every edit of each kind, about ``52 * len(word)`` per
+            word). The best-scoring one is kept, as with one.
+        ranking: word importance, ``"unk"`` (default, the released code's),
+            ``"delete"``, or ``"gradient"`` (white-box targets: one gradient query
+            instead of one query per word).
     """
     cons: list[C.Constraint] = [
         C.NoRepeat(),
@@ -135,10 +143,14 @@ def deepwordbug(
     if max_words_share is not None:
         cons.append(C.MaxWordsChanged(share=max_words_share))
     return TextAttack(
-        transformation=T.CharEdit(kinds=tuple(edits), random_one=True),
+        transformation=T.CharEdit(
+            kinds=tuple(edits),
+            random_one=edits_per_kind is not None,
+            draws=1 if edits_per_kind is None else edits_per_kind,
+        ),
         constraints=tuple(cons),
         search=GreedySearch(
-            ranking="unk", budget_aware=budget_aware, min_importance=min_importance
+            ranking=ranking, budget_aware=budget_aware, min_importance=min_importance
         ),
         max_queries=max_queries,
         seed=seed,

@@ -196,8 +196,12 @@ class CharEdit(Transformation):
     Args:
         kinds: edits to use, from ``swap``, ``substitute``, ``delete``, ``insert``,
             ``keyboard``, ``homoglyph`` (default: DeepWordBug's four).
-        random_one: propose one random edit of each kind per word (DeepWordBug's
+        random_one: propose random edits of each kind per word (DeepWordBug's
             transformer; cheap in queries) instead of every possible edit.
+        draws: with ``random_one``, how many random edits of each kind to propose per
+            word (default 1, the paper's; duplicates are drawn again, so a word gets
+            ``min(draws, its edits of that kind)`` distinct ones). More draws search a
+            word's edits more widely at ``draws`` times the queries per word.
         min_length: words shorter than this are left alone (default 2: single letters
             carry little and their edits read as noise).
 
@@ -211,11 +215,14 @@ class CharEdit(Transformation):
     kinds: tuple[str, ...] = ("swap", "substitute", "delete", "insert")
     random_one: bool = True
     min_length: int = 2
+    draws: int = 1
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in CHAR_EDITS]
         if bad or not self.kinds:
             raise InputError(f"unknown character edits {bad}; choose from {CHAR_EDITS}")
+        if isinstance(self.draws, bool) or not isinstance(self.draws, int) or self.draws < 1:
+            raise InputError(f"draws must be an int >= 1, got {self.draws!r}")
 
     def words(self, s: Sentence, index: int, *, rng: random.Random) -> list[str]:
         word = s.words[index]
@@ -223,13 +230,33 @@ class CharEdit(Transformation):
             return []
         out: list[str] = []
         for kind in self.kinds:
-            if self.random_one:
+            if not self.random_one:
+                out += char_edits(word, kind)
+            elif self.draws == 1:  # the paper's transformer: one draw (kept bit-for-bit)
                 w = random_char_edit(word, kind, rng)
                 if w is not None and w != word:
                     out.append(w)
             else:
-                out += char_edits(word, kind)
+                out += _distinct_draws(word, kind, self.draws, rng)
         return out
+
+
+def _distinct_draws(word: str, kind: str, k: int, rng: random.Random) -> list[str]:
+    """Up to ``k`` distinct random edits of ``kind`` (uniform over positions, then
+    characters, as :func:`random_char_edit`); a bounded number of redraws, so a kind
+    with fewer than ``k`` edits returns them all without looping for long."""
+    got: list[str] = []
+    seen = {word}
+    for _ in range(4 * k):
+        if len(got) == k:
+            break
+        w = random_char_edit(word, kind, rng)
+        if w is None:
+            break
+        if w not in seen:
+            seen.add(w)
+            got.append(w)
+    return got
 
 
 # ----------------------------------------------------------------------------- words
@@ -400,7 +427,13 @@ class Composite(Transformation):
 def describe(t: Any) -> str:
     """A short name of a transformation for reports (class name and key settings)."""
     if isinstance(t, CharEdit):
-        return f"char-edit({','.join(t.kinds)})"
+        # the paper's one random draw keeps its historical name (cached bench runs)
+        how = (
+            ""
+            if t.random_one and t.draws == 1
+            else ("; every edit" if not t.random_one else f"; {t.draws} draws")
+        )
+        return f"char-edit({','.join(t.kinds)}{how})"
     if isinstance(t, Composite):
         return "+".join(describe(p) for p in t.parts)
     if isinstance(t, EmbeddingNeighbours):
