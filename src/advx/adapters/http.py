@@ -191,39 +191,25 @@ class HttpTarget(Target):
         return out
 
     def _scores(self, x: Tensor) -> Tensor:
-        parts = []
-        for a in self._infer(x):
-            if a.dtype.kind != "f" or a.ndim != 2 or a.shape[1] != self.num_classes:
-                raise RemoteError(
-                    f"{self.url}: output {self.output_name!r} should be float (N, "
-                    f"{self.num_classes}), got {a.dtype} {list(a.shape)}"
-                )
-            if not bool(np.isfinite(a).all()):
-                raise RemoteError(f"{self.url}: output {self.output_name!r} has NaN or inf")
-            parts.append(torch.from_numpy(a.astype(np.float32)))
-        y = torch.cat(parts)
+        from advx.serve.client import scores_from_outputs
+
+        y = torch.from_numpy(
+            scores_from_outputs(
+                self._infer(x), url=self.url, output=self.output_name, num_classes=self.num_classes
+            )
+        )
         return y.softmax(dim=1) if self.output_kind == "logits" else y
 
     def _labels(self, x: Tensor) -> Tensor:
         if self.access >= Access.SCORES:
             return self._scores(x).argmax(dim=1)
-        parts = []
-        for a in self._infer(x):
-            flat = a.reshape(a.shape[0], -1)
-            if flat.shape[1] != 1 or a.dtype.kind not in "iuf":
-                raise RemoteError(
-                    f"{self.url}: output {self.output_name!r} should be one label per row, "
-                    f"got {a.dtype} {list(a.shape)}"
-                )
-            lab = flat[:, 0]
-            if not bool(np.all(lab == np.round(lab))) or bool(
-                ((lab < 0) | (lab >= self.num_classes)).any()
-            ):
-                raise RemoteError(
-                    f"{self.url}: labels must be class indices in [0, {self.num_classes - 1}]"
-                )
-            parts.append(torch.from_numpy(lab.astype(np.int64)))
-        return torch.cat(parts)
+        from advx.serve.client import labels_from_outputs
+
+        return torch.from_numpy(
+            labels_from_outputs(
+                self._infer(x), url=self.url, output=self.output_name, num_classes=self.num_classes
+            )
+        )
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

@@ -165,6 +165,46 @@ def _direct_http(url: str) -> bool:
     return "http" not in proxies or bool(urllib.request.proxy_bypass(parts.hostname))
 
 
+def scores_from_outputs(
+    arrays: Sequence[np.ndarray], *, url: str, output: str, num_classes: int
+) -> np.ndarray:
+    """The score rows of a model's answers, concatenated as float32 ``(N, num_classes)``;
+    :class:`~advx.errors.RemoteError` naming ``url`` and ``output`` for a wrong dtype or
+    shape, NaN or inf. Shared by the image and text HTTP targets."""
+    for a in arrays:
+        if a.dtype.kind != "f" or a.ndim != 2 or a.shape[1] != num_classes:
+            raise RemoteError(
+                f"{url}: output {output!r} should be float (N, {num_classes}), got "
+                f"{a.dtype} {list(a.shape)}"
+            )
+        if not bool(np.isfinite(a).all()):
+            raise RemoteError(f"{url}: output {output!r} has NaN or inf")
+    if not arrays:
+        return np.zeros((0, num_classes), dtype=np.float32)
+    return np.concatenate([a.astype(np.float32) for a in arrays])
+
+
+def labels_from_outputs(
+    arrays: Sequence[np.ndarray], *, url: str, output: str, num_classes: int, row: str = "row"
+) -> np.ndarray:
+    """The labels of a model's answers, concatenated as int64 ``(N,)``:
+    :class:`~advx.errors.RemoteError` unless each ``row`` (input) has one whole number in
+    ``[0, num_classes)``."""
+    labels = []
+    for a in arrays:
+        flat = a.reshape(a.shape[0], -1)
+        if flat.shape[1] != 1 or a.dtype.kind not in "iuf":
+            raise RemoteError(
+                f"{url}: output {output!r} should be one label per {row}, got "
+                f"{a.dtype} {list(a.shape)}"
+            )
+        lab = flat[:, 0]
+        if not bool(np.all(lab == np.round(lab))) or bool(((lab < 0) | (lab >= num_classes)).any()):
+            raise RemoteError(f"{url}: labels must be class indices in [0, {num_classes - 1}]")
+        labels.append(lab.astype(np.int64))
+    return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
 class OipClient:
     """Client of one V2 inference server.
 

@@ -268,39 +268,27 @@ class HttpTextTarget(TextTarget):
         return out
 
     def _scores(self, texts: list[str]) -> Tensor:  # type: ignore[override]
-        parts = []
-        for a in self._infer(texts):
-            if a.dtype.kind != "f" or a.ndim != 2 or a.shape[1] != self.num_classes:
-                raise RemoteError(
-                    f"{self.url}: output {self.output_name!r} should be float (N, "
-                    f"{self.num_classes}), got {a.dtype} {list(a.shape)}"
-                )
-            if not bool(np.isfinite(a).all()):
-                raise RemoteError(f"{self.url}: output {self.output_name!r} has NaN or inf")
-            parts.append(torch.from_numpy(a.astype(np.float32)))
-        p = torch.cat(parts) if parts else torch.zeros(0, self.num_classes)
+        from advx.serve.client import scores_from_outputs
+
+        p = torch.from_numpy(
+            scores_from_outputs(
+                self._infer(texts), url=self.url, output=self.output_name,
+                num_classes=self.num_classes,
+            )
+        )  # fmt: skip
         return p.softmax(dim=1) if self.output_kind == "logits" else p
 
     def _labels(self, texts: list[str]) -> Tensor:  # type: ignore[override]
         if self.access >= Access.SCORES:
             return self._scores(texts).argmax(dim=1)
-        parts = []
-        for a in self._infer(texts):
-            flat = a.reshape(a.shape[0], -1)
-            if flat.shape[1] != 1 or a.dtype.kind not in "iuf":
-                raise RemoteError(
-                    f"{self.url}: output {self.output_name!r} should be one label per text, "
-                    f"got {a.dtype} {list(a.shape)}"
-                )
-            lab = flat[:, 0]
-            if not bool(np.all(lab == np.round(lab))) or bool(
-                ((lab < 0) | (lab >= self.num_classes)).any()
-            ):
-                raise RemoteError(
-                    f"{self.url}: labels must be class indices in [0, {self.num_classes - 1}]"
-                )
-            parts.append(torch.from_numpy(lab.astype(np.int64)))
-        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
+        from advx.serve.client import labels_from_outputs
+
+        return torch.from_numpy(
+            labels_from_outputs(
+                self._infer(texts), url=self.url, output=self.output_name,
+                num_classes=self.num_classes, row="text",
+            )
+        )  # fmt: skip
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
