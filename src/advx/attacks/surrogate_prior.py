@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -615,15 +615,11 @@ class SurrogateSearch(Attack):
     @property
     def config(self) -> dict[str, object]:
         """Settings as JSON: the surrogates are named by their classes, not serialised."""
-        return {
-            "eps": self.eps, "norm": self.norm, "early_stop": self.early_stop,
-            "seed": self.seed, "max_queries": self.max_queries,
-            "surrogates": [type(s).__name__ for s in self.surrogates], "steps": self.steps,
-            "search": self.search, "prior_steps": self.prior_steps,
-            "inner_steps": self.inner_steps, "kappa": self.kappa,
-            "escalate": self.escalate, "classes": self.classes, "boost": self.boost,
-            "p_init": self.p_init,
-        }  # fmt: skip
+        out: dict[str, object] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "surrogates"
+        }
+        out["surrogates"] = [type(s).__name__ for s in self.surrogates]
+        return out
 
     def run(
         self,
