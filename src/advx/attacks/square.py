@@ -141,14 +141,10 @@ class _Tiles:
     side ``s`` changes. Each example's tour is drawn from its own stream,
     only when it needs one, so results do not depend on the batch."""
 
-    def __init__(
-        self, n: int, h: int, w: int, device: torch.device, priority: Tensor | None = None
-    ) -> None:
+    def __init__(self, n: int, h: int, w: int, device: torch.device) -> None:
         self.h, self.w, self.side = h, w, -1
         self.order = torch.zeros(n, 0, dtype=torch.int64, device=device)
         self.ptr = torch.zeros(n, dtype=torch.int64, device=device)
-        self.priority = priority  # (n, h, w) or None
-        self.first = torch.ones(n, dtype=torch.bool, device=device)  # no tour at this side yet
 
     def window(self, s: int, active: Tensor, g: ExampleRng) -> Tensor:
         """The next tile of each example in ``active`` (indices; ``g`` serves all rows):
@@ -160,21 +156,11 @@ class _Tiles:
             self.order = torch.zeros(len(self.ptr), th * tw, dtype=torch.int64,
                                      device=self.ptr.device)  # fmt: skip
             self.ptr.fill_(th * tw)
-            self.first.fill_(True)
         fresh = active[self.ptr[active] >= th * tw]
         if fresh.numel():
             gf = g.subset(fresh)
-            order = gf.bits((th * tw,)).argsort(dim=1, stable=True)
-            lead = self.first[fresh]
-            if self.priority is not None and bool(lead.any()):
-                # first tour at this side: tiles by decreasing priority mass, ties random
-                mass = self._mass(self.priority[fresh[lead]], s, th, tw).gather(1, order[lead])
-                order[lead] = order[lead].gather(
-                    1, mass.argsort(dim=1, descending=True, stable=True)
-                )
-            self.order[fresh] = order
+            self.order[fresh] = gf.bits((th * tw,)).argsort(dim=1, stable=True)
             self.ptr[fresh] = 0
-            self.first[fresh] = False
         k = self.order[active, self.ptr[active]]
         self.ptr[active] += 1
         r0 = ((k // tw) * s).clamp(max=h - s)[:, None]
@@ -184,13 +170,6 @@ class _Tiles:
         mr = (rows >= r0) & (rows < r0 + s)
         mc = (cols >= c0) & (cols < c0 + s)
         return (mr[:, :, None] & mc[:, None, :]).unsqueeze(1)
-
-    def _mass(self, pri: Tensor, s: int, th: int, tw: int) -> Tensor:
-        """``(m, th * tw)``: the sum of ``pri (m, h, w)`` over each tile of the grid."""
-        win = torch.nn.functional.avg_pool2d(pri.unsqueeze(1).float(), s, stride=1)[:, 0]
-        r0 = (torch.arange(th, device=pri.device) * s).clamp(max=self.h - s)
-        c0 = (torch.arange(tw, device=pri.device) * s).clamp(max=self.w - s)
-        return win[:, r0][:, :, c0].flatten(1)
 
 
 def _linf_step(
@@ -238,7 +217,6 @@ def square(
     targets: Tensor | None = None,
     early_stop: bool = True,
     init: Tensor | None = None,
-    priority: Tensor | None = None,
     generator: ExampleRng | torch.Generator | None = None,
 ) -> Tensor:
     """Square Attack on a score model ``x (N, C, H, W) -> probabilities (N, K)``.
@@ -259,10 +237,7 @@ def square(
     ``p_init=None``: 0.8 on images of at most 32x32 pixels, else 0.05 (linf) / 0.1 (l2).
     ``init`` (``(N, C, H, W)``, optional) replaces the stripes start (projected into the
     ball and the bounds; the random draws of the stripes still happen, so a seed gives the
-    same squares with or without it). ``priority`` (``(N, H, W)``, optional, nonnegative;
-    linf with tiles only) orders each example's first tour at every side by decreasing
-    priority mass per tile instead of at random (ties at random), e.g. a surrogate's
-    gradient magnitude; later tours stay random.
+    same squares with or without it).
 
     Returns ``(N, C, H, W)``: the best point found for each example.
     """
@@ -293,9 +268,7 @@ def square(
         positions = "tiles" if budget < 5000 else "uniform"
     if positions not in ("tiles", "uniform"):
         raise InputError(f"square: positions must be 'tiles' or 'uniform', got {positions!r}")
-    if priority is not None and priority.shape != (n, h, w):
-        raise InputError(f"square: priority must have shape (N, H, W) {(n, h, w)}")
-    tiles = _Tiles(n, h, w, x.device, priority) if positions == "tiles" and norm == "linf" else None
+    tiles = _Tiles(n, h, w, x.device) if positions == "tiles" and norm == "linf" else None
     margin = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
     loss = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
     for it in range(budget):

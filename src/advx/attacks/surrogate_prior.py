@@ -393,8 +393,6 @@ def surrogate_search(
     classes: int = 3,
     boost: float = 2.0,
     p_init: float = 0.2,
-    saliency: bool = False,
-    rounds: int = 1,
     bounds: tuple[float, float] = (0.0, 1.0),
     targets: Tensor | None = None,
     early_stop: bool = True,
@@ -449,107 +447,62 @@ def surrogate_search(
         margin = loss.clone()
         probs_best = torch.zeros(n, z0.shape[1], dtype=x.dtype, device=x.device)
         used = 0
-        todo = torch.zeros(0, dtype=torch.int64, device=x.device)  # left to Square
-        for r in range(rounds):
-            if r > 0:  # Square moved the point: re-evaluate it, then search again from there
-                loss[todo], margin[todo] = float("inf"), float("inf")
-                kap[todo], rank[todo] = float(kappa), 0
-            for t in range(1 + search):
-                if used >= steps:
-                    break
-                live = ~exhausted(model, n).to(x.device)
-                active = (live & ((margin >= 0) | (not early_stop))).nonzero().flatten()
-                if active.numel() == 0:
-                    break
-                if t == 0:
-                    cand, w_try = x_best[active], w[active]
-                    k_try = kap[active]
-                else:
-                    w_try = w[active].clone()
-                    w_try[:, (t - 1) % k] *= boost
-                    w_try = w_try / w_try.sum(dim=1, keepdim=True)
-                    pb = probs_best[active]
-                    ya = y[active]
-                    ca = targets[active] if targets is not None else (
-                        pb.scatter(1, ya.view(-1, 1), -torch.inf)
-                        .argsort(dim=1, descending=True, stable=True)
-                        .gather(1, rank[active].view(-1, 1))
-                        .squeeze(1)
-                    )  # fmt: skip
-                    k_try = kap[active]
-                    cand = transfer_candidates(
-                        surrogates, x[active], x_best[active], ya, ca, w_try, eps=eps,
-                        steps=inner_steps, targeted=targeted, kappa=k_try, bounds=bounds,
-                    )  # fmt: skip
-                    # a candidate equal to the best point (every surrogate past its cap) costs
-                    # no query: its example raises its cap and tries again next round
-                    moved = (cand != x_best[active]).flatten(1).any(dim=1)
-                    kap[active[~moved]] *= escalate
-                    active, cand, w_try, k_try = (
-                        active[moved],
-                        cand[moved],
-                        w_try[moved],
-                        k_try[moved],
-                    )
-                used += 1
-                if active.numel() == 0:
-                    continue
-                probs = restrict(model, active)(cand)
-                tgt = None if targets is None else targets[active]
-                m_new, l_new = _margin_loss(probs, y[active], tgt)
-                better = l_new < loss[active]
-                upd = active[better]
-                x_best[upd], loss[upd], margin[upd] = cand[better], l_new[better], m_new[better]
-                probs_best[upd], w[upd] = probs[better], w_try[better]
-                if t > 0:  # rejected: ask the surrogates for more confidence next time
-                    kap[active[~better]] *= escalate
-                    rank[active[~better]] = (rank[active[~better]] + 1) % n_aim
-            rest = steps - used
-            live = ~exhausted(model, n).to(x.device)
-            todo = (live & ((margin >= 0) | (not early_stop))).nonzero().flatten()
-            if rest <= 0 or todo.numel() == 0:
+        for t in range(1 + search):
+            if used >= steps:
                 break
-            # this round's Square share: the rest split evenly over the rounds left, each
-            # later round keeping its search queries
-            later = rounds - 1 - r
-            chunk = rest if later == 0 else max(1, (rest - later * (1 + search)) // (later + 1))
-            priority = None
-            if saliency:
-                priority = _saliency(
-                    surrogates, x[todo], x_best[todo], y[todo], probs_best[todo], w[todo],
-                    None if targets is None else targets[todo],
+            live = ~exhausted(model, n).to(x.device)
+            active = (live & ((margin >= 0) | (not early_stop))).nonzero().flatten()
+            if active.numel() == 0:
+                break
+            if t == 0:
+                cand, w_try = x_best[active], w[active]
+                k_try = kap[active]
+            else:
+                w_try = w[active].clone()
+                w_try[:, (t - 1) % k] *= boost
+                w_try = w_try / w_try.sum(dim=1, keepdim=True)
+                pb = probs_best[active]
+                ya = y[active]
+                ca = targets[active] if targets is not None else (
+                    pb.scatter(1, ya.view(-1, 1), -torch.inf)
+                    .argsort(dim=1, descending=True, stable=True)
+                    .gather(1, rank[active].view(-1, 1))
+                    .squeeze(1)
                 )  # fmt: skip
-            x_best[todo] = square(
-                restrict(model, todo), x[todo], y[todo], eps=eps, norm="linf", steps=chunk,
-                p_init=p_init, bounds=bounds, targets=None if targets is None else targets[todo],
-                early_stop=early_stop, init=x_best[todo], priority=priority,
-                generator=gen.subset(todo),
-            )  # fmt: skip
-            used += chunk
+                k_try = kap[active]
+                cand = transfer_candidates(
+                    surrogates, x[active], x_best[active], ya, ca, w_try, eps=eps,
+                    steps=inner_steps, targeted=targeted, kappa=k_try, bounds=bounds,
+                )  # fmt: skip
+                # a candidate equal to the best point (every surrogate past its cap) costs
+                # no query: its example raises its cap and tries again next round
+                moved = (cand != x_best[active]).flatten(1).any(dim=1)
+                kap[active[~moved]] *= escalate
+                active, cand, w_try, k_try = active[moved], cand[moved], w_try[moved], k_try[moved]
+            used += 1
+            if active.numel() == 0:
+                continue
+            probs = restrict(model, active)(cand)
+            tgt = None if targets is None else targets[active]
+            m_new, l_new = _margin_loss(probs, y[active], tgt)
+            better = l_new < loss[active]
+            upd = active[better]
+            x_best[upd], loss[upd], margin[upd] = cand[better], l_new[better], m_new[better]
+            probs_best[upd], w[upd] = probs[better], w_try[better]
+            if t > 0:  # rejected: ask the surrogates for more confidence next time
+                kap[active[~better]] *= escalate
+                rank[active[~better]] = (rank[active[~better]] + 1) % n_aim
+    rest = steps - used
+    live = ~exhausted(model, n).to(x.device)
+    todo = (live & ((margin >= 0) | (not early_stop))).nonzero().flatten()
+    if rest <= 0 or todo.numel() == 0:
+        return x_best
+    x_best[todo] = square(
+        restrict(model, todo), x[todo], y[todo], eps=eps, norm="linf", steps=rest,
+        p_init=p_init, bounds=bounds, targets=None if targets is None else targets[todo],
+        early_stop=early_stop, init=x_best[todo], generator=gen.subset(todo),
+    )  # fmt: skip
     return x_best
-
-
-def _saliency(
-    surrogates: Sequence[nn.Module],
-    x: Tensor,
-    x_best: Tensor,
-    y: Tensor,
-    probs: Tensor,
-    w: Tensor,
-    targets: Tensor | None,
-) -> Tensor:
-    """``(N, H, W)``: the magnitude (summed over channels) of the gradient at ``x_best`` of
-    the ensemble's uncapped margin towards the class the target ranks first among the
-    wrong ones there (``probs``; the ``targets`` when given). No query."""
-    c = targets if targets is not None else probs.scatter(1, y.view(-1, 1), -torch.inf).argmax(1)
-    with torch.enable_grad(), ExitStack() as stack:
-        for s in surrogates:
-            stack.enter_context(frozen_eval(s))
-        xg = x_best.detach().clone().requires_grad_(True)
-        z = _stack_logits(surrogates, xg)
-        obj = _ensemble_objective(z, y, c, w, float("inf"), targets is not None)
-        (grad,) = torch.autograd.grad(obj.sum(), xg)
-    return grad.abs().sum(dim=1).detach()
 
 
 def _load_surrogates(slug: str, spec: object) -> tuple[nn.Module, ...]:
@@ -645,8 +598,6 @@ class SurrogateSearch(Attack):
     classes: int = 3
     boost: float = 2.0
     p_init: float = 0.2
-    saliency: bool = False
-    rounds: int = 1
 
     def validate(self) -> None:
         self.positive(
@@ -685,8 +636,7 @@ class SurrogateSearch(Attack):
             model, x, y, surrogates=[_in_dtype(s) for s in self.surrogates], eps=eps,
             steps=self.steps, search=self.search, prior_steps=self.prior_steps,
             inner_steps=self.inner_steps, kappa=self.kappa, escalate=self.escalate,
-            classes=self.classes, boost=self.boost, saliency=self.saliency,
-            rounds=self.rounds,
+            classes=self.classes, boost=self.boost,
             p_init=self.p_init, bounds=bounds, targets=targets, early_stop=self.early_stop,
             generator=generator,
         )  # fmt: skip
