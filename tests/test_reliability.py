@@ -120,7 +120,9 @@ def test_deep_nesting_is_a_checkpoint_error(saved_mlp: Path) -> None:
         {"num_classes": 10**9, "class_names": []},
     ],
 )
-def test_every_bad_model_json_is_a_checkpoint_error(saved_mlp: Path, changes: dict[str, Any]) -> None:
+def test_every_bad_model_json_is_a_checkpoint_error(
+    saved_mlp: Path, changes: dict[str, Any]
+) -> None:
     info = json.loads((saved_mlp / "model.json").read_text())
     info.update(changes)
     _resign(saved_mlp, info)
