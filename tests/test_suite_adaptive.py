@@ -146,6 +146,8 @@ def test_suites_and_escalate_validation():
     assert not any(a.escalate for a in full.attacks)
     assert [bool(a.escalate) for a in std.attacks] == [False, False, True, True, True]
     assert std.attacks[2].settings["restarts"] > 1
+    # a longer run than the first APGD-T: its budget-aware schedule explores longer
+    assert std.attacks[2].settings["steps"] > std.attacks[1].settings["steps"]
     assert "near-boundary" in std.attacks[2].escalate and "near-boundary" in std.attacks[3].escalate
     with pytest.raises(ConfigError, match="escalate"):
         SuiteAttack("square", escalate=("gut-feeling",))

@@ -162,7 +162,13 @@ class Suite:
 
 
 _APGD_STEPS = 100
-_RESTARTS = 3  # escalated APGD-T: P(miss) (5/8)^3 ~ 0.24 where one start crosses w.p. 3/8
+# escalated APGD-T: 2 random starts of a 200-step run per target class. APGD's step-size
+# schedule is budget-aware (the first halving comes after 22% of the steps), so a longer
+# run explores longer, not just more: on the two bench images that decided target 1
+# (bench/README.md) one start crosses w.p. 24/32 (zoo CNN, image 70) and 29/32 (PGD-AT,
+# image 59) at 200 x 2, against 6/32 and 27/32 at 100 x 3, for 4/3 of the gradient work.
+_ESCALATED_STEPS = 200
+_RESTARTS = 2
 _ESCALATE = ("zero-gradient", "masked-model", "unconverged", "random-search")
 
 SUITES: dict[str, Suite] = {
@@ -181,9 +187,10 @@ SUITES: dict[str, Suite] = {
             SuiteAttack("apgd-t", {"steps": _APGD_STEPS}, note="targeted APGD on DLR loss"),
             SuiteAttack(
                 "apgd-t",
-                {"steps": _APGD_STEPS, "restarts": _RESTARTS},
-                note=f"APGD-T again from {_RESTARTS} new random starts per target class; only "
-                "where the gradient attacks ended near the boundary or had not converged",
+                {"steps": _ESCALATED_STEPS, "restarts": _RESTARTS},
+                note=f"APGD-T again, {_ESCALATED_STEPS} steps from {_RESTARTS} new random starts "
+                "per target class; only where the gradient attacks ended near the boundary or "
+                "had not converged",
                 escalate=("near-boundary", "unconverged"),
             ),
             SuiteAttack(
@@ -202,8 +209,8 @@ SUITES: dict[str, Suite] = {
                 escalate=_ESCALATE,
             ),
         ),
-        "AutoAttack's recipe, adaptive: APGD-CE and APGD-T on every example; APGD-T with "
-        "restarts on the survivors left near the boundary or unconverged; FAB and "
+        "AutoAttack's recipe, adaptive: APGD-CE and APGD-T on every example; a longer APGD-T "
+        "with restarts on the survivors left near the boundary or unconverged; FAB and "
         "Square-5000 only on the survivors showing a sign of gradient masking or of an "
         "unfinished optimisation (standard-full runs them on every survivor).",
     ),
