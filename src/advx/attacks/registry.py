@@ -19,7 +19,7 @@ from advx.errors import ConfigError
 if TYPE_CHECKING:
     from advx.attacks.base import Attack
 
-A = TypeVar("A", bound="type[Attack]")
+_AttackClass = TypeVar("_AttackClass", bound="type[Attack]")
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ _REGISTRY: dict[str, Entry] = {}
 _LOADED = False
 
 
-def register(slug: str, summary: str, **defaults: Any) -> Callable[[A], A]:
+def register(slug: str, summary: str, **defaults: Any) -> Callable[[_AttackClass], _AttackClass]:
     """Class decorator: register ``cls`` under ``slug`` with fixed ``defaults``.
 
     Can be stacked to register recipes of one class (``apgd-ce``, ``apgd-dlr``).
     """
 
-    def deco(cls: A) -> A:
+    def deco(cls: _AttackClass) -> _AttackClass:
         if slug in _REGISTRY and _REGISTRY[slug].cls is not cls:
             raise ConfigError(f"attack slug {slug!r} registered twice")
 
