@@ -133,7 +133,9 @@ def _fit_head(model: nn.Module, tokenizer: object, n: int) -> dict[str, torch.Te
     with torch.no_grad():
         batch = tokenizer(list(ds.texts), padding=True, truncation=True, max_length=48,
                           return_tensors="pt")  # type: ignore[operator]  # fmt: skip
-        pooled = model.bert(**batch).pooler_output.numpy()  # type: ignore[attr-defined]
+        bert = model.bert
+        assert isinstance(bert, nn.Module)
+        pooled = bert(**batch).pooler_output.numpy()
     lr = LogisticRegression(max_iter=2000, C=10.0).fit(pooled, ds.y.numpy())
     w = torch.tensor(lr.coef_[0], dtype=torch.float32)
     b = torch.tensor(lr.intercept_, dtype=torch.float32)

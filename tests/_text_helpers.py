@@ -8,12 +8,19 @@ closed form: the gradient of the cross-entropy at any word's embedding is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from advx.text.sentence import Sentence
+from advx.text.transformations import Transformation
+
+if TYPE_CHECKING:
+    from advx.text.classifier import TextClassifier
 
 
 class LinearBoW:
@@ -27,7 +34,7 @@ class LinearBoW:
 
     def __init__(
         self,
-        weights: dict[str, Sequence[float]],
+        weights: Mapping[str, Sequence[float]],
         bias: Sequence[float] | None = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
@@ -72,24 +79,20 @@ class GradientBoW(LinearBoW):
         return ids, grads
 
 
-class DictSwap:
+class DictSwap(Transformation):
     """A transformation from a fixed table: word -> replacements (for hand-checked
     searches); built on the framework's base class so it is a real Transformation."""
 
-    def __new__(cls, table: dict[str, list[str]]):  # type: ignore[no-untyped-def]
-        from advx.text.transformations import Transformation
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
 
-        class _DictSwap(Transformation):
-            def words(self, s, index, *, rng):  # type: ignore[no-untyped-def]
-                return list(table.get(s.words[index].lower(), []))
-
-        return _DictSwap()
+    def words(self, s: Sentence, index: int, *, rng: random.Random) -> list[str]:
+        return list(self.table.get(s.words[index].lower(), []))
 
 
-def trained_bow():
+def trained_bow() -> tuple[TextClassifier, Path]:
     """A small bag-of-embeddings model trained on 1500 tweets (cached on disk)."""
     import os
-    from pathlib import Path
 
     from advx.text.models import load
 

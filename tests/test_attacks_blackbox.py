@@ -5,6 +5,7 @@ accounting, budgets, reproducibility, and pinned success on the demo CNN."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -141,7 +142,9 @@ def test_pseudo_gaussian_is_unit_norm_with_opposite_halves():
     assert float(eta[1, 3]) == float(eta.max())  # peak at the centre of the top half
 
 
-def _square_vs_whitebox(model, x, y):
+def _square_vs_whitebox(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[dict[str, Any], dict[str, Any]]:
     target = WhiteBox(model).as_scores()
     r = create("square", eps=0.1, max_queries=1000)(target, x, y)
     apgd = create("apgd-ce", eps=0.1)(WhiteBox(model), x, y)
@@ -196,9 +199,10 @@ def test_simba_lowers_true_class_probability_monotonically(digits, basis):
     clf, x, y = digits
     x, y = x[:8], y[:8]
 
-    def probs(t):
+    def probs(t: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return clf(t).softmax(1)
+            p: torch.Tensor = clf(t).softmax(1)
+            return p
 
     trace = []
     for steps in range(0, 41, 8):  # the same seed gives prefixes of one trajectory

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -173,7 +174,7 @@ def test_hyperplane_box_projection_matches_bisection(norm):
     ws = torch.where((c < 0).unsqueeze(1), -w, w)
     v = ws if norm == "l2" else ws.sign()
 
-    def clip(lam):
+    def clip(lam: torch.Tensor) -> torch.Tensor:
         return torch.minimum(torch.maximum(lam.unsqueeze(1) * v, -p), 1 - p)
 
     lo, hi = torch.zeros(64, dtype=torch.float64), torch.full((64,), 1e6, dtype=torch.float64)
@@ -216,8 +217,11 @@ def test_properties_of_every_attack(slug, norm, data):
     unbounded = cls.minimal and data.draw(st.booleans(), label="unbounded")
     eps = None if unbounded else EPS[norm] * scale
     clf, x, y = _tiny(dtype)
+    assert isinstance(clf.net, nn.Sequential)
+    first = clf.net[1]
+    assert isinstance(first, nn.Linear)
     clf.train()
-    clf.net[1].weight.requires_grad_(False)
+    first.weight.requires_grad_(False)
     modes = [m.training for m in clf.modules()]
     grads = [p.requires_grad for p in clf.parameters()]
     try:
@@ -229,7 +233,7 @@ def test_properties_of_every_attack(slug, norm, data):
         b = attack(WhiteBox(clf), x, y)
     finally:
         clf.eval()
-        clf.net[1].weight.requires_grad_(True)
+        first.weight.requires_grad_(True)
     assert isinstance(a, AttackResult)
     assert a.x_adv.dtype == dtype and a.x_adv.shape == x.shape
     assert torch.equal(a.x_adv, b.x_adv), "seeded runs must be bitwise equal"
@@ -492,8 +496,12 @@ def test_minimal_attacks_beat_pgd_l2_on_demo_cnn(fmnist_cnn, fmnist_500):
     pgd = create("pgd", eps=3.0, norm="l2", steps=20)(target, x, y)
     assert success_rate(pgd) >= 0.99
     found = {}
-    for slug, kw in [("deepfool", {}), ("cw-l2", {"binary_search_steps": 6, "initial_const": 0.1}),
-                     ("fab", {"norm": "l2", "steps": 30})]:  # fmt: skip
+    runs: list[tuple[str, dict[str, Any]]] = [
+        ("deepfool", {}),
+        ("cw-l2", {"binary_search_steps": 6, "initial_const": 0.1}),
+        ("fab", {"norm": "l2", "steps": 30}),
+    ]
+    for slug, kw in runs:
         r = create(slug, **kw)(target, x, y)
         found[slug] = median_distance(r)
         assert success_rate(r) >= 0.99, (slug, success_rate(r))

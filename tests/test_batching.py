@@ -11,17 +11,18 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from advx.attacks import AttackResult, attack_dataset, create
+from advx.attacks import Attack, AttackResult, SweepResult, attack_dataset, create
 from advx.attacks.rng import ExampleRng
 from advx.errors import InputError
 from advx.io import atomic_path, atomic_write_text, make_temp_dir
 from advx.models.adapter import Classifier
-from advx.targets import QUERY_HOOK, WhiteBox
+from advx.targets import QUERY_HOOK, Target, WhiteBox
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,12 @@ def digits40(digits_data):
     return digits_data[2][:40], digits_data[3][:40]
 
 
-def _by_batches(attack, target, x, y, bs, **kw):
-    return attack_dataset(attack, target, (x, y), batch_size=bs, progress=False, **kw)
+def _by_batches(
+    attack: Attack, target: Target, x: Tensor, y: Tensor, bs: int, **kw: Any
+) -> AttackResult:
+    r = attack_dataset(attack, target, (x, y), batch_size=bs, progress=False, **kw)
+    assert isinstance(r, AttackResult)  # one eps: one result
+    return r
 
 
 # ------------------------------------------------------------------- batch-size invariance
@@ -73,6 +78,7 @@ def test_random_targets_follow_the_example_not_the_batch(digits_mlp, digits40):
     atk = create("fgsm", eps=0.3)
     ref = atk(WhiteBox(digits_mlp), x, y, targets="random")
     got = _by_batches(atk, WhiteBox(digits_mlp), x, y, 7, targets="random")
+    assert got.targets is not None and ref.targets is not None
     assert torch.equal(got.targets, ref.targets) and bool((ref.targets != y).all())
     assert len(set(ref.targets.tolist())) > 3  # really random, not "next"
 
@@ -103,6 +109,7 @@ def test_sources_loader_generator_dataset_agree(digits_mlp, digits40):
     ds = ImageDataset(x=x, y=y, class_names=tuple(str(i) for i in range(10)), name="d")
     for data in (loader, gen, ds):
         got = attack_dataset(atk, target, data, batch_size=5, progress=False)
+        assert isinstance(got, AttackResult)
         assert torch.equal(got.x_adv, ref.x_adv), type(data)
         assert got.x_adv.device.type == "cpu"
 
@@ -113,9 +120,11 @@ def test_fixed_class_and_sweeps(digits_mlp, digits40):
     x, y = x[keep], y[keep]
     r = attack_dataset(create("pgd", eps=0.3, steps=10), WhiteBox(digits_mlp), (x, y),
                        targets=3, batch_size=8, progress=False)  # fmt: skip
+    assert isinstance(r, AttackResult) and r.targets is not None
     assert bool((r.targets == 3).all()) and r.succeeded.float().mean() > 0.5
     sweep = attack_dataset(create("fgsm", eps=[0.0, 0.2]), WhiteBox(digits_mlp), (x, y),
                            batch_size=8, progress=False)  # fmt: skip
+    assert isinstance(sweep, SweepResult)
     assert sweep.success_matrix().shape == (2, len(y)) and not sweep[0].succeeded.any()
 
 
@@ -124,13 +133,15 @@ class _Small(nn.Module):
 
     def __init__(self, inner: nn.Module, limit: int) -> None:
         super().__init__()
-        self.inner, self.limit, self.sizes = inner, limit, []
+        self.inner, self.limit = inner, limit
+        self.sizes: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] > self.limit:
             raise MemoryError("too big")
         self.sizes.append(x.shape[0])
-        return self.inner(x)
+        out: torch.Tensor = self.inner(x)
+        return out
 
 
 def test_auto_batch_size_halves_on_out_of_memory(digits_mlp, digits40):
@@ -142,6 +153,7 @@ def test_auto_batch_size_halves_on_out_of_memory(digits_mlp, digits40):
     got = attack_dataset(atk, target, (x, y), batch_size="auto", progress=False,
                          on_batch=lambda r: sizes.append(len(r)))  # fmt: skip
     assert max(sizes) <= 12 and sum(sizes) == 40 and sizes[0] == 10  # 256 -> 40 -> 20 -> 10
+    assert isinstance(got, AttackResult)
     assert torch.equal(got.x_adv, atk(WhiteBox(digits_mlp), x, y).x_adv)
     with pytest.raises(InputError, match="out of memory"):
         tiny = WhiteBox(Classifier(_Small(digits_mlp, 0), input_shape=(1, 8, 8), num_classes=10))
@@ -155,7 +167,7 @@ def test_interrupted_run_resumes_to_the_same_result(digits_mlp, digits40, tmp_pa
     ref = atk(target, x, y)
     seen: list[int] = []
 
-    def stop_after_two(r: AttackResult) -> None:
+    def stop_after_two(r: AttackResult | SweepResult) -> None:
         seen.append(len(r))
         if len(seen) == 2:
             raise KeyboardInterrupt  # Ctrl-C after the second batch was saved
@@ -169,6 +181,7 @@ def test_interrupted_run_resumes_to_the_same_result(digits_mlp, digits40, tmp_pa
     # resumed with another batch size: the saved batches are reused, the rest attacked
     got = attack_dataset(atk, target, (x, y), batch_size=5, out=tmp_path, progress=False,
                          on_batch=lambda r: redone.append(len(r)))  # fmt: skip
+    assert isinstance(got, AttackResult)
     assert sum(redone) == 40 - 16 and torch.equal(got.x_adv, ref.x_adv)
     assert torch.equal(got.queries, ref.queries)
     with pytest.raises(InputError, match="other settings"):
@@ -185,6 +198,7 @@ def test_keep_records_drops_inputs_and_queries_are_reported(digits_mlp, digits40
                            (x, y), batch_size=16, keep="records", progress=False)  # fmt: skip
     finally:
         QUERY_HOOK.reset(token)
+    assert isinstance(r, AttackResult)
     assert r.x_adv.shape == (0, 1, 8, 8) and len(r) == 40
     assert sum(counted) >= int(r.queries.sum())  # every charged query reached the hook
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from advx.attacks import AttackResult, Status
 from advx.cli import app
-from advx.cli.attack import build_settings, parse_float
+from advx.cli._common import parse_float
+from advx.cli.attack import build_settings
 from advx.errors import ConfigError
 
 runner = CliRunner()

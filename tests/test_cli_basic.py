@@ -137,7 +137,7 @@ def test_train_device_trains_there_and_refuses_what_cannot_be(
     seen: list[torch.device] = []
     real_fit = advx.training.fit
 
-    def spy(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(model, *args, **kwargs):
         seen.append(model.device)
         return real_fit(model, *args, **kwargs)
 

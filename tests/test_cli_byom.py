@@ -9,6 +9,7 @@ import json
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -28,10 +29,11 @@ def _run(*args: object):
     return res
 
 
-def _ok(*args: object) -> dict:
+def _ok(*args: object) -> dict[str, Any]:
     res = _run(*args, "--json")
     assert res.exit_code == 0, res.output
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +146,7 @@ def test_serve_user_models(user, monkeypatch, kind, digits_mlp, digits_data):
     import uvicorn
     from starlette.testclient import TestClient
 
-    captured = {}
+    captured: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn.Server, "run", lambda self: captured.update(app=self.config.app))
     extra = () if kind == "onnx" else SHAPE
     res = _run("serve", user[kind], *extra, "--class-names", Path(user["root"]) / "names.txt",

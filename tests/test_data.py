@@ -10,6 +10,7 @@ import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -258,7 +259,7 @@ def test_digits_split_is_seeded_and_disjoint() -> None:
     assert load("digits", "test", limit=5).y.tolist() == te.y[:5].tolist()
 
 
-def test_digits_matches_the_shared_test_fixture(digits_data) -> None:  # type: ignore[no-untyped-def]
+def test_digits_matches_the_shared_test_fixture(digits_data) -> None:
     x_tr, y_tr, x_te, y_te = digits_data
     tr, te = load("digits", "train"), load("digits", "test")
     assert torch.equal(tr.x, x_tr) and torch.equal(tr.y, y_tr)
@@ -429,7 +430,7 @@ def test_npz_roundtrip_layouts(tmp_path: Path) -> None:
     ],
 )
 def test_npz_bad_data(
-    tmp_path: Path, arrays: dict[str, np.ndarray], kwargs: dict[str, object], fragment: str
+    tmp_path: Path, arrays: dict[str, Any], kwargs: dict[str, object], fragment: str
 ) -> None:
     p = tmp_path / "bad.npz"
     np.savez(p, **arrays)
@@ -537,6 +538,7 @@ def test_image_folder_roundtrip(tmp_path: Path) -> None:
             (tmp_path / "rgb" / split / cls).mkdir(parents=True)
             Image.new("RGB", (4, 4), colour).save(tmp_path / "rgb" / split / cls / "a.png")
     test = load(tmp_path / "rgb", "test")
+    assert isinstance(test, ImageDataset)
     assert test.input_shape == (3, 4, 4) and test.class_names == ("blue", "red")
     assert test.x[0, 2].eq(1.0).all() and test.x[1, 0].eq(1.0).all()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from advx.attacks.pgd import pgd
 from advx.attacks.rng import ExampleRng
@@ -30,20 +31,21 @@ from advx.defenses.adversarial_training import (
 )
 from advx.errors import ConfigError
 from advx.models import read_info
+from advx.models.adapter import Classifier
 from advx.training import StopTraining, TrainBatch, default_config, fit, train
 from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
 EPS = 0.1
 
 
-def _pgd_accuracy(model, x, y, eps=EPS):
+def _pgd_accuracy(model: Classifier, x: Tensor, y: Tensor, eps: float = EPS) -> float:
     with model.frozen_eval():
         g = torch.Generator().manual_seed(0)
         xa = pgd(model, x, y, eps=eps, step_size=2.5 * eps / 20, steps=20, generator=g)
         return float((model(xa).argmax(1) == y).float().mean())
 
 
-def _batch(model, x, y, seed=0):
+def _batch(model: Classifier, x: Tensor, y: Tensor, seed: int = 0) -> TrainBatch:
     return TrainBatch(
         x=x, y=y, model=model, forward=model, generator=torch.Generator().manual_seed(seed),
         epoch=0, step=0, progress=0.0,
@@ -123,7 +125,7 @@ def test_trades_maximises_the_kl_and_its_loss_has_the_closed_form(digits_mlp, di
     adv = TRADESTraining(eps=EPS, beta=6.0, steps=10)
     p = digits_mlp(x).softmax(1).detach()
 
-    def kl(xa):
+    def kl(xa: Tensor) -> float:
         with torch.no_grad():
             return float(F.kl_div(digits_mlp(xa).log_softmax(1), p, reduction="batchmean"))
 

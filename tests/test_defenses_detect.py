@@ -186,7 +186,7 @@ def test_evasion_loss_closed_form():
     # C = 3 classes + reject; example 0 fooled by 2 (capped at kappa), example 1 detected
     logits = torch.tensor([[0.0, 3.0, 1.0, 3.5], [2.0, 1.0, 0.0, 2.0 + 0.7]])
     y = torch.tensor([0, 0])
-    loss = evasion_loss(kappa=1.0, weight=2.0)(logits, y)
+    loss = evasion_loss(kappa=1.0, weight=2.0)(logits, y, None)
     # ex0: margin 3 -> capped 1; over = 3.5 - 3 = 0.5 -> 2 * relu(1.5) = 3 -> 1 - 3 = -2
     # ex1: margin 1 - 2 = -1; over = 0.7 -> 2 * 1.7 = 3.4 -> -4.4
     assert torch.allclose(loss, torch.tensor([-2.0, -4.4]))

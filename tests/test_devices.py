@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from advx.attacks import attack_dataset, create
+from advx.attacks import AttackResult, attack_dataset, create
 from advx.attacks.rng import ExampleRng
 from advx.models.adapter import Classifier
 from advx.targets import WhiteBox
@@ -145,6 +145,7 @@ def test_attack_dataset_moves_batches_and_keeps_results_on_cpu(digits_cnn, digit
     x, y = digits_data[2][:50], digits_data[3][:50]
     atk = create("pgd", eps=0.2, steps=3)
     r = attack_dataset(atk, WhiteBox(model), (x, y), batch_size=16, progress=False)
+    assert isinstance(r, AttackResult)
     assert r.x_adv.device.type == "cpu" and len(r) == 50
     whole = atk(WhiteBox(model), x, y)
     assert torch.equal(r.status, whole.status)

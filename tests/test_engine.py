@@ -68,6 +68,7 @@ def test_save_load_round_trip(tiny, tmp_path):
     assert isinstance(r, AttackResult)
     r.save(tmp_path / "r")
     back = AttackResult.load(tmp_path / "r")
+    assert back.targets is not None and r.targets is not None
     assert torch.equal(back.x_adv, r.x_adv) and torch.equal(back.targets, r.targets)
     assert back.threat == r.threat and back.config == r.config
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -84,7 +85,7 @@ def test_records_stream_and_respect_the_threat_model(digits_mlp, data, tmp_path)
 
 def test_resume_after_stop_equals_uninterrupted(digits_mlp, data, tmp_path):
     x, y = data
-    kw = dict(eps=[0.05, 0.1], suite="quick", batch_size=40, probe=0)
+    kw: dict[str, Any] = dict(eps=[0.05, 0.1], suite="quick", batch_size=40, probe=0)
     full = evaluate(WhiteBox(digits_mlp), (x, y), run_dir=tmp_path / "full", **kw)
     part = evaluate(
         WhiteBox(digits_mlp), (x, y), run_dir=tmp_path / "r", stop_after_batches=2, **kw
@@ -107,7 +108,7 @@ def test_resume_after_stop_equals_uninterrupted(digits_mlp, data, tmp_path):
 def test_resume_mid_batch_reuses_recorded_steps(digits_mlp, data, tmp_path):
     """Drop the last records of a finished run: resuming recomputes only those."""
     x, y = data
-    kw = dict(eps=0.1, suite="quick", batch_size=80, probe=0)
+    kw: dict[str, Any] = dict(eps=0.1, suite="quick", batch_size=80, probe=0)
     out = tmp_path / "r"
     full = evaluate(WhiteBox(digits_mlp), (x, y), run_dir=out, **kw)
     lines = (out / "results.jsonl").read_text().splitlines(keepends=True)

@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory) -> Path:
     """A digits MLP checkpoint written by advx.training.train (a few seconds)."""
     from advx.training import default_config, train
 
-    out = tmp_path_factory.mktemp("models") / "mlp"
+    out: Path = tmp_path_factory.mktemp("models") / "mlp"
     train("mlp", "digits", config=default_config("mlp", "digits", epochs=3), out=out)
     return out
 

@@ -143,7 +143,7 @@ header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=1
         ]
     ),  # fmt: skip
 )
-def test_http_server_never_answers_5xx(served, body: bytes, headers: dict, path: str):
+def test_http_server_never_answers_5xx(served, body: bytes, headers: dict[str, str], path: str):
     _, client = served
     try:
         r = client.post(path, content=body, headers=headers)

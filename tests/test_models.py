@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ def test_torch_checkpoint_round_trip_is_bitwise(arch: str, tmp_path: Path) -> No
 @pytest.mark.parametrize("arch", SKLEARN)
 def test_sklearn_checkpoint_round_trip_is_exact(arch: str, tmp_path: Path) -> None:
     x, y = _digits_small(300)
-    kwargs = {"n_estimators": 5} if arch == "forest" else {}
+    kwargs: dict[str, Any] = {"n_estimators": 5} if arch == "forest" else {}
     clf = build(arch, input_shape=SHAPE, num_classes=10, seed=3, **kwargs).fit(x, y)
     path = save(clf, tmp_path / arch, meta={"dataset": "digits"})
     assert (path / "model.skops").is_file() and not (path / "model.safetensors").exists()
@@ -235,7 +236,9 @@ def test_unknown_arch_is_rejected(saved_cnn: Path) -> None:
         ({"files": {}}, "sha256"),
     ],
 )
-def test_malformed_fields_are_rejected(saved_cnn: Path, changes: dict, message: str) -> None:
+def test_malformed_fields_are_rejected(
+    saved_cnn: Path, changes: dict[str, Any], message: str
+) -> None:
     _edit_json(saved_cnn, **changes)
     with pytest.raises(CheckpointError, match=message):
         read_info(saved_cnn)

@@ -63,7 +63,7 @@ def test_size_and_crop(photos) -> None:
     assert not torch.equal(whole.x[0], photos.x[0])  # a wider view of the same photo
     for bad in ({"size": 0}, {"size": 2.5}, {"crop": 0.0}, {"crop": 1.5}):
         with pytest.raises(InputError):
-            load_photos(**bad)  # type: ignore[arg-type]
+            load_photos(**bad)
 
 
 def test_the_astronaut_has_no_imagenet_class() -> None:

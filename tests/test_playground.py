@@ -58,7 +58,7 @@ def client(zoo: Any) -> Iterator[Any]:
 def wait(c: Any, job_id: str, timeout: float = 300) -> dict[str, Any]:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        j = c.get(f"/api/jobs/{job_id}").json()
+        j: dict[str, Any] = c.get(f"/api/jobs/{job_id}").json()
         if j["state"] not in ("queued", "running"):
             return j
         time.sleep(0.05)

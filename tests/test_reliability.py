@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -39,7 +40,7 @@ def saved_mlp(tmp_path: Path) -> Path:
     return save(clf, tmp_path / "mlp", meta={"dataset": "digits"})
 
 
-def _resign(path: Path, info: dict) -> None:
+def _resign(path: Path, info: dict[str, Any]) -> None:
     info[ckpt.INFO_HASH_KEY] = ckpt.info_digest(info)
     (path / "model.json").write_text(json.dumps(info))
 
@@ -119,7 +120,9 @@ def test_deep_nesting_is_a_checkpoint_error(saved_mlp: Path) -> None:
         {"num_classes": 10**9, "class_names": []},
     ],
 )
-def test_every_bad_model_json_is_a_checkpoint_error(saved_mlp: Path, changes: dict) -> None:
+def test_every_bad_model_json_is_a_checkpoint_error(
+    saved_mlp: Path, changes: dict[str, Any]
+) -> None:
     info = json.loads((saved_mlp / "model.json").read_text())
     info.update(changes)
     _resign(saved_mlp, info)
@@ -142,7 +145,7 @@ def test_every_bad_model_json_is_a_checkpoint_error(saved_mlp: Path, changes: di
         ("pgd", {"eps": [0.1, "0.2"]}, "eps must be a number"),
     ],
 )
-def test_attack_settings_are_type_checked(slug: str, kwargs: dict, message: str) -> None:
+def test_attack_settings_are_type_checked(slug: str, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises((InputError, ConfigError), match=message):
         create(slug, **kwargs)
 
@@ -160,7 +163,7 @@ class _Bad(nn.Module):
         self.nan = nan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.lin(x.flatten(1))
+        y: torch.Tensor = self.lin(x.flatten(1))
         return y * float("nan") if self.nan else y
 
 
@@ -233,7 +236,7 @@ def test_n_over_the_dataset_is_said(zoo_linear: Path, tmp_path: Path, command: s
 
 
 # ---------------------------------------------------------------------- run identity
-def _eval_kw() -> dict:
+def _eval_kw() -> dict[str, Any]:
     return {"eps": 0.1, "suite": "quick", "batch_size": 20, "probe": 0, "n": 60}
 
 
@@ -252,6 +255,7 @@ def test_resume_refuses_another_model(digits_mlp, digits_linear, digits_data, tm
     done = evaluate(WhiteBox(digits_mlp), (x, y), run_dir=out, resume=True, **_eval_kw())
     assert done.complete
     run = strict_loads((out / "run.json").read_text())
+    assert isinstance(run, dict)
     assert set(run["identity"]) == {"model", "data", "code"}
     assert run["identity"]["data"]["indices"] == "0:60"
 
@@ -317,6 +321,7 @@ def test_attack_summary_records_identity(zoo_linear: Path, tmp_path: Path) -> No
              "--json", "--out", str(out))  # fmt: skip
     assert r.exit_code == 0, r.output
     summary = strict_loads((out / "summary.json").read_text())
+    assert isinstance(summary, dict)
     ident = summary["identity"]
     assert ident["model"]["sha256"] and ident["data"]["n"] == 10 and ident["data"]["sha256"]
     assert ident["code"]["advx"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from advx.evaluate.transfer import transfer_matrix
 from advx.report.html import collect, render_report
 from advx.targets import WhiteBox
 from tests._single_thread import single_thread  # noqa: F401  (autouse)
+
+if TYPE_CHECKING:
+    from typer.testing import Result
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +118,7 @@ def attack_model(tmp_path_factory):
     return out
 
 
-def _cli(*args):
+def _cli(*args: object) -> Result:
     from typer.testing import CliRunner
 
     from advx.cli import app

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -27,8 +29,13 @@ KEY = "alice-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def infer_body(x: np.ndarray, outputs=None, name="input", datatype="FP32") -> dict:
-    body = {
+def infer_body(
+    x: np.ndarray,
+    outputs: Sequence[str] | None = None,
+    name: str = "input",
+    datatype: str = "FP32",
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "inputs": [
             {
                 "name": name,
@@ -128,7 +135,7 @@ def test_body_limit_413(client, app):
     r = client.post("/v2/models/digits/infer", headers=AUTH, json=infer_body(big))
     assert r.status_code == 413 and "limit" in r.json()["error"]
 
-    def chunks():  # no Content-Length: the limit is enforced while reading
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
         for _ in range(100):
             yield b" " * 1024
 
@@ -172,7 +179,11 @@ def test_budget_429_per_key(client, app, digits_data):
     )
 
 
-def _post(client, payload, headers=None):
+# returns the TestClient's response, an httpx2 or an httpx one depending on which of them
+# starlette found, so it is left unannotated
+def _post(
+    client: TestClient, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+):
     content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return client.post(
         "/v2/models/digits/infer", headers={**AUTH, **(headers or {})}, content=content
@@ -182,7 +193,7 @@ def _post(client, payload, headers=None):
 def test_malformed_requests_get_400_with_reason(client, app, digits_data):
     x = digits_data[2][:2].numpy()
     ok = infer_body(x)
-    cases = {
+    cases: dict[str, dict[str, Any] | bytes] = {
         "not valid JSON": b"{inputs: nope",
         "nested too deeply": b"[" * 20_000,
         "must be a JSON object": b"[1, 2]",
@@ -256,7 +267,7 @@ def test_serves_sklearn_models(digits_data):
 
 
 # ----------------------------------------------------------------------------- client
-def _mock(handler):
+def _mock(handler: Callable[[httpx.Request], httpx.Response]) -> OipClient:
     return OipClient(
         "http://model.test",
         retries=3,
@@ -280,8 +291,8 @@ META = {"name": "m", "inputs": [{"name": "input", "datatype": "FP32", "shape": [
         "parameters": {"num_classes": 3, "bounds": [0, 1]}}  # fmt: skip
 
 
-def _mock_target(handler, **kw):
-    def route(request):
+def _mock_target(handler: Callable[[httpx.Request], httpx.Response], **kw: Any) -> HttpTarget:
+    def route(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             return httpx.Response(200, json=META)
         return handler(request)
@@ -313,7 +324,7 @@ def test_retries_on_5xx_and_connection_errors_count_queries_once():
             raise httpx.ConnectError("refused", request=request)
         if f == "timeout":
             raise httpx.ReadTimeout("slow", request=request)
-        if f:
+        if isinstance(f, int):
             return httpx.Response(f, json={"error": "busy"})
         return _answer(request)
 
@@ -370,8 +381,8 @@ def test_malformed_responses_raise_remote_error(response, match):
 
 
 def test_labels_output_validated():
-    def labels(values):
-        def handler(request):
+    def labels(values: list[Any]) -> Callable[[httpx.Request], httpx.Response]:
+        def handler(request: httpx.Request) -> httpx.Response:
             body, headers = protocol.encode_response(
                 "m", [protocol.WireTensor("predict", np.array(values))]
             )
@@ -431,7 +442,8 @@ def test_explicit_metadata_for_servers_that_do_not_declare_it():
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -36,12 +37,14 @@ def _box(fn=None, *, delay: float = 0.0) -> ScoreBox:
     return ScoreBox(scores, input_shape=(3,), num_classes=2)
 
 
-def _post(c: TestClient, x: np.ndarray, binary: bool = True) -> httpx.Response:
+# returns the TestClient's response, an httpx2 or an httpx one depending on which of them
+# starlette found, so it is left unannotated (as is _scores' argument)
+def _post(c: TestClient, x: np.ndarray, binary: bool = True):
     body, headers = protocol.encode_request(x, outputs=["predict_proba"], binary=binary)
     return c.post(INFER, content=body, headers=headers)
 
 
-def _scores(r: httpx.Response) -> np.ndarray:
+def _scores(r: Any) -> np.ndarray:
     length = r.headers.get(protocol.HEADER_LENGTH)
     return protocol.decode_response(r.content, int(length) if length else None)["predict_proba"]
 

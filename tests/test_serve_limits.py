@@ -11,10 +11,12 @@ import socket
 import threading
 import time
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from advx.adapters import HttpTarget
@@ -28,7 +30,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 INFER = "/v2/models/digits/infer"
 
 
-def body_of(x: np.ndarray, data: list | None = None) -> dict:
+def body_of(x: np.ndarray, data: list[Any] | None = None) -> dict[str, Any]:
     return {
         "inputs": [
             {
@@ -43,7 +45,14 @@ def body_of(x: np.ndarray, data: list | None = None) -> dict:
 
 @pytest.fixture()
 def rows(digits_data) -> np.ndarray:
-    return digits_data[2][:200].numpy()
+    out: np.ndarray = digits_data[2][:200].numpy()
+    return out
+
+
+def service_of(c: TestClient) -> Any:
+    """The serving state ``create_app`` keeps on its (Starlette) app."""
+    assert isinstance(c.app, Starlette)
+    return c.app.state.service
 
 
 def make_client(model, **kw) -> TestClient:
@@ -57,7 +66,7 @@ def test_rows_per_request_capped_and_published(digits_mlp, rows):
         r = c.post(INFER, headers=AUTH, json=body_of(rows[:51]))
         assert r.status_code == 413 and "51 rows" in r.json()["error"]
         assert "limit of 50 rows per request" in r.json()["error"]
-        assert c.app.state.service.used.get(KEY, 0) == 0  # nothing charged
+        assert service_of(c).used.get(KEY, 0) == 0  # nothing charged
         assert c.post(INFER, headers=AUTH, json=body_of(rows[:50])).status_code == 200
         assert c.get("/v2/models/digits", headers=AUTH).json()["parameters"]["max_rows"] == 50
         # the client reads the limit and splits its batches to fit
@@ -109,7 +118,7 @@ def test_small_request_is_not_starved_by_a_large_one():
     service = app.state.service
     big = np.zeros((1000, 3), dtype=np.float32)
     small = np.zeros((1, 3), dtype=np.float32)
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     tb = threading.Thread(target=lambda: out.setdefault("big", service.evaluate(big, ["predict"])))
     tb.start()
     assert started.wait(10)
@@ -132,7 +141,7 @@ def test_small_request_is_not_starved_by_a_large_one():
 
 def test_request_timeout_answers_503_and_charges_nothing(digits_mlp, rows):
     with make_client(digits_mlp, request_timeout=0.2) as c:
-        service = c.app.state.service
+        service = service_of(c)
         assert service._lock.acquire()  # someone else holds the model
         try:
             r = c.post(INFER, headers=AUTH, json=body_of(rows[:3]))
@@ -147,7 +156,7 @@ def test_request_timeout_answers_503_and_charges_nothing(digits_mlp, rows):
 def test_requests_in_flight_per_key_capped():
     gate = asyncio.Event
 
-    async def scenario() -> list[int]:
+    async def scenario() -> list[int | str]:
         release = gate()
 
         async def inner(scope, receive, send):
@@ -181,7 +190,8 @@ def test_requests_in_flight_per_key_capped():
         release.set()
         await asyncio.gather(*tasks)
         assert guard.in_flight == {}
-        return early + ["|"] + statuses[len(early) :]  # type: ignore[list-item]
+        marked: list[int | str] = [*early, "|", *statuses[len(early) :]]
+        return marked
 
     result = asyncio.run(scenario())
     early = result[: result.index("|")]
@@ -200,7 +210,7 @@ def test_unknown_version_is_404(digits_mlp, rows):
         assert r.status_code == 404 and "unknown version '999'" in r.json()["error"]
         assert c.get("/v2/models/digits/versions/999", headers=AUTH).status_code == 404
         assert c.get("/v2/models/digits/versions/999/ready", headers=AUTH).status_code == 404
-        assert c.app.state.service.used[KEY] == 1
+        assert service_of(c).used[KEY] == 1
 
 
 def test_json_booleans_are_not_fp32(digits_mlp, rows):
@@ -208,7 +218,7 @@ def test_json_booleans_are_not_fp32(digits_mlp, rows):
         for data in ([True] * 64, [True] + [0.5] * 63, [[0.5] * 63 + [False]]):
             r = c.post(INFER, headers=AUTH, json=body_of(rows[:1], data=data))
             assert r.status_code == 400 and "true/false" in r.json()["error"], r.text
-        assert c.app.state.service.used.get(KEY, 0) == 0
+        assert service_of(c).used.get(KEY, 0) == 0
     x = protocol.decode_request(
         json.dumps(
             {"inputs": [{"name": "b", "shape": [2], "datatype": "BOOL", "data": [True, False]}]}
@@ -234,13 +244,13 @@ def test_gzip_bodies_decoded_other_encodings_415(digits_mlp, rows):
         deflate = zlib.compress(raw)
         r = c.post(INFER, headers={**AUTH, "Content-Encoding": "gzip"}, content=deflate)
         assert r.status_code == 400
-        assert c.app.state.service.used[KEY] == 8
+        assert service_of(c).used[KEY] == 8
 
 
 def test_queries_used_is_per_request_under_concurrency(digits_mlp, rows):
     sizes = [1, 2, 3, 5, 8, 13, 21, 34]
     with make_client(digits_mlp, max_queries=1000, chunk_rows=4) as c:
-        answers: list[dict] = []
+        answers: list[dict[str, Any]] = []
 
         def post(k: int) -> None:
             r = c.post(INFER, headers=AUTH, json=body_of(rows[:k]))
@@ -432,7 +442,7 @@ NAN_BODY = (
 )
 
 
-def _soak_requests(rng: np.random.Generator, i: int) -> tuple[str, str, bytes, dict, str]:
+def _soak_requests(rng: np.random.Generator, i: int) -> tuple[str, str, bytes, dict[str, str], str]:
     """One mixed request: (kind, path, body, headers, expected status class)."""
     key = SMALL_KEYS[i % 2]
     auth = {"x-api-key": key}
@@ -465,7 +475,7 @@ def _soak_requests(rng: np.random.Generator, i: int) -> tuple[str, str, bytes, d
     return bad
 
 
-def soak(url: str, pid: int, total: int, seconds: float) -> dict:
+def soak(url: str, pid: int, total: int, seconds: float) -> dict[str, Any]:
     """Send ``total`` requests (about 10% of them 256..1024-row binary requests from two
     threads, the rest a mix of valid and invalid small ones from six threads), stopping
     after ``seconds`` at the latest. Returns the figures."""
@@ -474,9 +484,9 @@ def soak(url: str, pid: int, total: int, seconds: float) -> dict:
 
     server = psutil.Process(pid)
     lock = threading.Lock()
-    state = {"sent": 0, "rss_warm": None}
+    state = {"sent": 0, "rss_warm": 0}  # rss_warm: 0 until measured
     statuses: dict[str, int] = {}
-    wrong: list[tuple] = []
+    wrong: list[tuple[str, str, int, str]] = []
     charged: dict[str, list[tuple[int, int]]] = {}  # key -> [(queries_used, remaining)]
     small_lat: list[float] = []
     large_lat: list[float] = []
@@ -567,7 +577,7 @@ def soak(url: str, pid: int, total: int, seconds: float) -> dict:
     }
 
 
-def _check_soak(fig: dict, total: int) -> None:
+def _check_soak(fig: dict[str, Any], total: int) -> None:
     summary = {k: v for k, v in fig.items() if k not in ("charged", "wrong")}
     print("\nsoak figures:", json.dumps(summary))  # the issue asks for these numbers
     assert fig["requests"] == total

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ def client(bow: Any) -> Iterator[TestClient]:
         yield tc
 
 
-def _bytes_body(texts: list[str], **tensor: Any) -> dict[str, Any]:
+def _bytes_body(texts: Sequence[object], **tensor: Any) -> dict[str, Any]:
     t = {"name": "input", "shape": [len(texts)], "datatype": "BYTES", "data": texts}
     return {"inputs": [{**t, **tensor}]}
 
@@ -247,10 +247,12 @@ def test_image_models_still_refuse_bytes(digits_mlp):
 def test_the_cli_serves_a_text_checkpoint_as_a_text_model(bow, bow_path):
     from advx.cli._targets import open_target, target_info
     from advx.cli.serve import _text_model
+    from advx.targets import WhiteBox
 
     loaded = open_target(str(bow_path), name="tweets")
     info = target_info(str(bow_path))
     served = _text_model(loaded, info)
+    assert isinstance(loaded, WhiteBox)
     assert served is loaded.model  # the zoo classifier, not the WhiteBox over token ids
     app = create_app(served, name="tweets", dataset=info.get("dataset"), max_rows=3)
     with TestClient(app) as tc:

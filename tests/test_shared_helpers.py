@@ -14,7 +14,8 @@ from torch import nn
 
 from advx.attacks import create, get
 from advx.attacks._steps import BOUNDARY_RULE, step_size_for
-from advx.attacks.pgd import pgd
+from advx.attacks.mifgsm import MIFGSM
+from advx.attacks.pgd import PGD, pgd
 from advx.attacks.rng import ExampleRng, draw_seed
 from advx.defenses.adaptive import AdaptivePGD
 from advx.errors import InputError
@@ -25,10 +26,11 @@ from advx.targets import WhiteBox
 
 def _linear_target() -> tuple[WhiteBox, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    linear = nn.Linear(12, 3)
+    net = nn.Sequential(nn.Flatten(), linear)
     with torch.no_grad():
-        net[1].weight.copy_(torch.randn(3, 12, generator=g))
-        net[1].bias.zero_()
+        linear.weight.copy_(torch.randn(3, 12, generator=g))
+        linear.bias.zero_()
     clf = Classifier(net, input_shape=(12,), num_classes=3).eval()
     x = torch.rand(6, 12, generator=g)
     with torch.no_grad():
@@ -93,6 +95,7 @@ def test_default_step_is_the_documented_rule(slug: str, rule: float) -> None:
     PGD family, ``eps / steps`` for BIM and MI-FGSM) as the model computes it (float32),
     and ``step_size`` / ``rel_step_size`` override it."""
     cls = AdaptivePGD if slug == "adaptive-pgd" else get(slug).cls
+    assert issubclass(cls, (PGD, MIFGSM, AdaptivePGD))  # the attacks with a step rule
     for eps in (1 / 255, 4 / 255, 8 / 255, 0.03, 0.1, 0.3, 1.5):
         for steps in (1, 5, 7, 10, 20, 40, 100):
             atk = cls(eps=eps, steps=steps)
@@ -162,7 +165,9 @@ def test_saved_examples_and_figures_follow_the_umask(tmp_path: Path, umask_027: 
 
     target, x, y = _linear_target()
     x = x.view(6, 1, 3, 4)
-    net = nn.Sequential(nn.Flatten(), target.model.net[1])
+    clf = target.model
+    assert isinstance(clf, Classifier) and isinstance(clf.net, nn.Sequential)
+    net = nn.Sequential(nn.Flatten(), clf.net[1])
     img = WhiteBox(Classifier(net, input_shape=(1, 3, 4), num_classes=3).eval())
     res = create("fgsm", eps=0.3)(img, x, y)
     out = save_examples(x, res, tmp_path / "run", k=2)

@@ -5,9 +5,12 @@ and the paper's uniform positions stay available."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
+from torch import Tensor
 
 from advx.attacks import create
 from advx.attacks.rng import ExampleRng
@@ -58,7 +61,7 @@ def digits(digits_data, digits_mlp):
     return digits_mlp, x[:24], y[:24]
 
 
-def _scores(clf):
+def _scores(clf: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     """The bare score function ``square`` takes: x -> probabilities."""
 
     def f(t: torch.Tensor) -> torch.Tensor:
@@ -71,7 +74,7 @@ def _scores(clf):
 def test_square_results_do_not_depend_on_the_batch(digits):
     clf, x, y = digits
     box = _scores(clf)
-    kw = {"eps": 0.15, "steps": 80, "positions": "tiles"}
+    kw: dict[str, Any] = {"eps": 0.15, "steps": 80, "positions": "tiles"}
     whole = square(box, x, y, generator=ExampleRng(5, torch.arange(24)), **kw)
     halves = [
         square(
@@ -100,13 +103,13 @@ def test_budget_and_ball_hold_for_both_positions(digits, positions):
 def test_positions_choice_matters_and_default_follows_the_budget(digits):
     clf, x, y = digits
     box = _scores(clf)
-    kw = {"eps": 0.05, "steps": 60, "early_stop": False}
+    kw: dict[str, Any] = {"eps": 0.05, "steps": 60, "early_stop": False}
     tiles = square(box, x, y, positions="tiles", generator=0, **kw)
     uniform = square(box, x, y, positions="uniform", generator=0, **kw)
     default = square(box, x, y, generator=0, **kw)
     assert not torch.equal(tiles, uniform)
     assert torch.equal(default, tiles)  # a 60-query run: tiles
-    long = {"eps": 0.3, "steps": 5000}  # fooled within a few queries: stops early
+    long: dict[str, Any] = {"eps": 0.3, "steps": 5000}  # fooled within a few queries: stops early
     # the paper's budgets keep uniform positions: the first steps match uniform's
     a = square(box, x[:4], y[:4], positions="uniform", generator=1, **long)
     b = square(box, x[:4], y[:4], generator=1, **long)

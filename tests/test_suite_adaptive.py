@@ -9,6 +9,8 @@ hold as for any suite.
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -52,7 +54,8 @@ class _Quantise(nn.Module):
         self.net = net
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(torch.round(x * 3) / 3)
+        out: Tensor = self.net(torch.round(x * 3) / 3)
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def masked(digits_cnn):
     return Classifier(_Quantise(digits_cnn), input_shape=(1, 8, 8), num_classes=10).eval()
 
 
-def _records(run_dir):
+def _records(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in read_records(run_dir / "results.jsonl") if r["type"] == "attack"]
 
 
@@ -107,7 +110,7 @@ def test_honest_model_matches_the_full_suite_and_escalates_less(digits_cnn, data
 
 def test_deterministic_eps_ball_and_resume_inside_a_batch(masked, data, tmp_path):
     x, y = data
-    kw = dict(eps=EPS, suite=suite(), batch_size=30, probe=0, save_examples=True)
+    kw: dict[str, Any] = dict(eps=EPS, suite=suite(), batch_size=30, probe=0, save_examples=True)
     a = evaluate(WhiteBox(masked), (x, y), run_dir=tmp_path / "a", **kw)
     b = evaluate(WhiteBox(masked), (x, y), **{**kw, "save_examples": False})
     assert a.robust_accuracy == b.robust_accuracy

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from advx.adapters import (
     CachedTarget,
@@ -36,12 +38,12 @@ def digits_lr(digits_data):
 class Counting:
     """A score function that records the rows it evaluated."""
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
         self.fn = fn
         self.rows = 0
         self.calls = 0
 
-    def __call__(self, x):
+    def __call__(self, x: Tensor) -> Tensor:
         self.rows += x.shape[0]
         self.calls += 1
         return self.fn(x)
@@ -215,7 +217,7 @@ def test_onnx_bad_inputs(tmp_path, onnx_file):
 
 
 # ------------------------------------------------------------------------------ cache
-def _softmax_box():
+def _softmax_box() -> tuple[ScoreBox, Counting]:
     fn = Counting(lambda x: x.flatten(1).softmax(1))
     return ScoreBox(fn, input_shape=(4,), num_classes=4), fn
 
@@ -310,9 +312,10 @@ def test_zoo_sklearn_model_from_skops_checkpoint(digits_data, tmp_path):
     loaded = models.load(models.save(clf, tmp_path / "logreg"))  # skops file, no pickle
     x = xte[:25]
     flat = x.reshape(25, -1).numpy()
-    expected = loaded.estimator.predict_proba(flat)
+    estimator = loaded.estimator
+    expected = estimator.predict_proba(flat)
     assert as_target(loaded) is loaded  # the zoo wrapper already is a score target
-    for box in (sklearn_target(loaded), sklearn_target(loaded.estimator, input_shape=(1, 8, 8))):
+    for box in (sklearn_target(loaded), sklearn_target(estimator, input_shape=(1, 8, 8))):
         assert box.input_shape == (1, 8, 8) and box.num_classes == 10
         np.testing.assert_allclose(box.scores(x).numpy(), expected, rtol=1e-6, atol=1e-7)
     lab = sklearn_target(loaded, outputs="labels")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 import torch
@@ -155,7 +156,7 @@ def test_deepwordbug_edits_are_one_char_per_word():
 
 def test_bad_inputs_raise_clear_errors():
     attack = TextAttack(transformation=CharEdit())
-    for texts, labels, match in [
+    bad: list[tuple[Any, Any, str]] = [  # wrong types on purpose: the error paths
         ([""], [0], "empty or blank"),
         (["   "], [0], "empty or blank"),
         ([5], [0], "must be a str"),
@@ -164,7 +165,8 @@ def test_bad_inputs_raise_clear_errors():
         (["ok"], [0, 1], "2 entries for 1 texts"),
         (["ok"], [7], "outside"),
         (["ok"], [0.5], "must be an int"),
-    ]:
+    ]
+    for texts, labels, match in bad:
         with pytest.raises(InputError, match=match):
             attack(REVIEW, texts, labels)
     with pytest.raises(InputError, match="predict_proba"):

@@ -4,6 +4,8 @@ short-text rule of the released code; all on hand-checkable models."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from advx.attacks.result import Status
@@ -23,7 +25,7 @@ SWAPS = DictSwap({"terrible": ["awful"], "boring": ["great"], "fine": ["fin"], "
 ONE_WORD = (C.NoRepeat(), C.StopwordsUntouched(), C.MaxWordsChanged(count=1))
 
 
-def _attack(**search: object) -> TextAttack:
+def _attack(**search: Any) -> TextAttack:
     return TextAttack(transformation=SWAPS, constraints=ONE_WORD, search=GreedySearch(**search))
 
 

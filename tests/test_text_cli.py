@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -21,9 +22,10 @@ def bow_dir():
     return trained_bow()[1]
 
 
-def _json(result) -> dict:
+def _json(result) -> dict[str, Any]:
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
 
 
 def test_attack_a_split_with_json_and_saved_results(bow_dir, tmp_path):

@@ -63,7 +63,7 @@ def test_a_zoo_text_model_is_a_white_box_target_and_counts_its_queries():
     with pytest.raises(AccessError, match="scores"):
         clf.as_labels().scores(["good"])
     with pytest.raises(InputError, match="list of strings"):
-        clf.scores("good")  # type: ignore[arg-type]
+        clf.scores("good")  # a str is a Sequence[str] to mypy: the check is at run time
 
 
 def test_foreign_text_models_get_the_access_their_interface_grants():
@@ -248,7 +248,7 @@ def test_an_http_text_model_is_attacked_under_the_same_budget_rules(served):
 def test_http_text_target_access_levels_and_refusals(served):
     url = served.url
     with pytest.raises(InputError, match="list of strings"):
-        HttpTextTarget(url, "tweets").scores("terrible")  # type: ignore[arg-type]
+        HttpTextTarget(url, "tweets").scores("terrible")  # a str: refused at run time
     hotflip = TextAttack(transformation=GradientFlip(), search=BeamSearch(beam_width=1))
     with pytest.raises(AccessError, match="gradients"):
         hotflip(HttpTextTarget(url, "tweets"), ["a terrible movie"], [0])

@@ -150,7 +150,7 @@ def test_char_edit_draws_are_distinct_seeded_edits_of_each_kind():
     assert [c.text for c in one] == [c.text for c in CharEdit()(s, [0, 1], rng=random.Random(3))]
     for bad in (0, -1, 1.5, True):
         with pytest.raises(InputError, match="draws"):
-            CharEdit(draws=bad)
+            CharEdit(draws=bad)  # type: ignore[arg-type]  # non-int draws: the error path
     assert describe(CharEdit()) == "char-edit(swap,substitute,delete,insert)"
     assert describe(CharEdit(draws=5)).endswith("; 5 draws)")
     assert describe(CharEdit(random_one=False)).endswith("; every edit)")
@@ -173,11 +173,11 @@ def nltk_wordnet(tmp_path_factory):
     # NLTK 3.9+ tries to map WordNet versions through a separately installed corpus; the
     # database here is 3.0 already, so no mapping is needed.
     orig = WordNetCorpusReader.map_wn
-    WordNetCorpusReader.map_wn = lambda self, version="wordnet": None  # type: ignore[method-assign]
+    WordNetCorpusReader.map_wn = lambda self, version="wordnet": None
     try:
         yield WordNetCorpusReader(str(d), None)
     finally:
-        WordNetCorpusReader.map_wn = orig  # type: ignore[method-assign]
+        WordNetCorpusReader.map_wn = orig
         nltk.data.path.remove(str(d))
 
 

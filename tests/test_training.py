@@ -4,11 +4,13 @@ multi-process hooks, early stop, and interruption safety."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import Tensor, nn
 
+from advx.data import ImageDataset
 from advx.data import load as load_data
 from advx.errors import ConfigError, InputError
 from advx.models import Classifier, build, load, read_info
@@ -27,9 +29,11 @@ from advx.training import (
 )
 from tests._single_thread import single_thread  # noqa: F401  (autouse)
 
+Digits = tuple[ImageDataset, ImageDataset]  # (train, test)
+
 
 @pytest.fixture(scope="module")
-def digits() -> tuple[object, object]:
+def digits() -> Digits:
     return load_data("digits", "train"), load_data("digits", "test")
 
 
@@ -44,7 +48,7 @@ def _same(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
 # ------------------------------------------------------------------- accuracy floors
 @pytest.mark.parametrize(("arch", "floor"), [("mlp", 0.97), ("linear", 0.95)])
 def test_digits_reaches_its_floor_with_registry_defaults(
-    arch: str, floor: float, digits: tuple, tmp_path: Path
+    arch: str, floor: float, digits: Digits, tmp_path: Path
 ) -> None:
     tr, te = digits
     res = train(arch, tr, test=te, out=tmp_path / arch)
@@ -58,7 +62,7 @@ def test_digits_reaches_its_floor_with_registry_defaults(
     assert evaluate(load(tmp_path / arch), te) == res.test_accuracy
 
 
-def test_sklearn_trains_through_the_same_entry_point(digits: tuple, tmp_path: Path) -> None:
+def test_sklearn_trains_through_the_same_entry_point(digits: Digits, tmp_path: Path) -> None:
     tr, te = digits
     cfg = default_config("logreg", "digits", max_train=600, seed=2)
     res = train("logreg", tr, test=te, config=cfg, out=tmp_path / "lr")
@@ -69,12 +73,13 @@ def test_sklearn_trains_through_the_same_entry_point(digits: tuple, tmp_path: Pa
 
 
 # ------------------------------------------------------------------ reproducibility
-def _quick(arch: str, tr: object, seed: int, **kw: object) -> Classifier:
+def _quick(arch: str, tr: ImageDataset, seed: int, **kw: Any) -> Classifier:
     cfg = TrainConfig(epochs=2, lr=3e-3, seed=seed, limit=400)
-    return train(arch, tr, config=cfg, **kw).model
+    model: Classifier = train(arch, tr, config=cfg, **kw).model
+    return model
 
 
-def test_same_seed_gives_identical_weights(digits: tuple) -> None:
+def test_same_seed_gives_identical_weights(digits: Digits) -> None:
     tr, _ = digits
     torch.manual_seed(123)  # the global generator must not matter
     a = _state(_quick("mlp", tr, seed=7))  # mlp has dropout: its masks must be seeded too
@@ -85,7 +90,7 @@ def test_same_seed_gives_identical_weights(digits: tuple) -> None:
     assert not _same(a, c)
 
 
-def test_training_leaves_the_global_generator_alone(digits: tuple) -> None:
+def test_training_leaves_the_global_generator_alone(digits: Digits) -> None:
     tr, _ = digits
     torch.manual_seed(0)
     expected = torch.rand(3)
@@ -95,15 +100,16 @@ def test_training_leaves_the_global_generator_alone(digits: tuple) -> None:
 
 
 # --------------------------------------------------------------------- adversary hook
-def _fresh(tr: object) -> Classifier:
+def _fresh(tr: ImageDataset) -> Classifier:
     torch.manual_seed(0)
-    return build("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[32])
+    model: Classifier = build("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[32])
+    return model
 
 
 CFG = TrainConfig(epochs=2, lr=3e-3, batch_size=64, seed=0)
 
 
-def test_identity_adversary_and_clean_loss_hook_equal_plain_training(digits: tuple) -> None:
+def test_identity_adversary_and_clean_loss_hook_equal_plain_training(digits: Digits) -> None:
     tr, _ = digits
     data = tr.head(300)
     plain = _fresh(tr)
@@ -129,7 +135,7 @@ def test_identity_adversary_and_clean_loss_hook_equal_plain_training(digits: tup
     assert len(calls) == 2 * 5 and all(ok for _, ok in calls)  # 300 / 64 -> 5 steps/epoch
 
 
-def test_adversarial_batches_are_what_the_model_trains_on(digits: tuple) -> None:
+def test_adversarial_batches_are_what_the_model_trains_on(digits: Digits) -> None:
     """Replacing every batch by its negative image is a different training set: the
     model must fit the negatives, not the originals."""
     tr, te = digits
@@ -143,7 +149,7 @@ def test_adversarial_batches_are_what_the_model_trains_on(digits: tuple) -> None
     assert evaluate(model, te) < 0.3
 
 
-def test_a_gradient_adversary_plugs_in(digits: tuple) -> None:
+def test_a_gradient_adversary_plugs_in(digits: Digits) -> None:
     """An FGSM adversary (Goodfellow et al. 2015) written against the hook: the trained
     model resists FGSM better than a clean-trained one."""
     tr, te = digits
@@ -166,7 +172,7 @@ def test_a_gradient_adversary_plugs_in(digits: tuple) -> None:
     assert fgsm_acc(robust) > fgsm_acc(clean) + 0.2
 
 
-def test_bad_adversaries_are_input_errors(digits: tuple) -> None:
+def test_bad_adversaries_are_input_errors(digits: Digits) -> None:
     tr, _ = digits
     with pytest.raises(InputError, match="shaped like its input"):
         fit(_fresh(tr), tr.head(64), config=CFG, adversary=lambda m, x, y, g: x[:1])
@@ -186,7 +192,7 @@ def test_world_shards_partition_the_order() -> None:
         World(rank=2, world_size=2)
 
 
-def test_a_rank_trains_on_its_shard_only(digits: tuple) -> None:
+def test_a_rank_trains_on_its_shard_only(digits: Digits) -> None:
     tr, _ = digits
     data = tr.head(256)
     seen: list[Tensor] = []
@@ -201,7 +207,7 @@ def test_a_rank_trains_on_its_shard_only(digits: tuple) -> None:
     assert hist.epochs[0]["images"] == 64 and len(seen) == 2
 
 
-def test_stop_training_ends_fit_cleanly(digits: tuple) -> None:
+def test_stop_training_ends_fit_cleanly(digits: Digits) -> None:
     tr, _ = digits
     steps: list[StepInfo] = []
 
@@ -216,7 +222,7 @@ def test_stop_training_ends_fit_cleanly(digits: tuple) -> None:
     assert hist.epochs[0]["images"] == 300 and not model.training
 
 
-def test_interrupt_writes_nothing(digits: tuple, tmp_path: Path) -> None:
+def test_interrupt_writes_nothing(digits: Digits, tmp_path: Path) -> None:
     tr, te = digits
     out = tmp_path / "model"
 
@@ -240,10 +246,10 @@ def test_config_defaults_overrides_and_validation() -> None:
     for bad in ({"epochs": 0}, {"lr": -1.0}, {"lr": float("nan")}, {"optimizer": "lbfgs"},
                 {"batch_size": 2.5}, {"seed": -1}):  # fmt: skip
         with pytest.raises(ConfigError):
-            TrainConfig(**bad)  # type: ignore[arg-type]
+            TrainConfig(**bad)
 
 
-def test_select_training_limits_then_subsamples(digits: tuple) -> None:
+def test_select_training_limits_then_subsamples(digits: Digits) -> None:
     tr, _ = digits
     sub = select_training(tr, TrainConfig(limit=500, max_train=100, seed=3))
     again = select_training(tr, TrainConfig(limit=500, max_train=100, seed=3))
@@ -252,7 +258,7 @@ def test_select_training_limits_then_subsamples(digits: tuple) -> None:
     assert all(bool((first == row).all(1).any()) for row in sub.x.flatten(1))
 
 
-def test_evaluate_restores_the_model_mode(digits: tuple) -> None:
+def test_evaluate_restores_the_model_mode(digits: Digits) -> None:
     _, te = digits
     model = _fresh(te).train()
     evaluate(model, te)

@@ -32,7 +32,8 @@ from advx.targets import Access, Oracle, Target, full_precision
 from advx.threat import NORMS, ThreatModel
 
 Model = Callable[[Tensor], Tensor]
-TargetSpec = Tensor | int | str | Sequence[int] | Sequence[str] | None
+# one class, or per example class indices or names (mixed allowed), or a helper name
+TargetSpec = Tensor | int | str | Sequence[int | str] | None
 TARGET_HELPERS = ("random", "least-likely", "next")
 
 

@@ -12,9 +12,14 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from advx.errors import ConfigError
+
+if TYPE_CHECKING:
+    from advx.attacks.base import Attack
+
+_AttackClass = TypeVar("_AttackClass", bound="type[Attack]")
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class Entry:
     slug: str
     summary: str
     factory: Callable[..., Any]
-    cls: type
+    cls: type[Attack]
     defaults: dict[str, Any]
 
 
@@ -32,13 +37,13 @@ _REGISTRY: dict[str, Entry] = {}
 _LOADED = False
 
 
-def register(slug: str, summary: str, **defaults: Any) -> Callable[[type], type]:
+def register(slug: str, summary: str, **defaults: Any) -> Callable[[_AttackClass], _AttackClass]:
     """Class decorator: register ``cls`` under ``slug`` with fixed ``defaults``.
 
     Can be stacked to register recipes of one class (``apgd-ce``, ``apgd-dlr``).
     """
 
-    def deco(cls: type) -> type:
+    def deco(cls: _AttackClass) -> _AttackClass:
         if slug in _REGISTRY and _REGISTRY[slug].cls is not cls:
             raise ConfigError(f"attack slug {slug!r} registered twice")
 

@@ -217,7 +217,7 @@ def square(
     targets: Tensor | None = None,
     early_stop: bool = True,
     init: Tensor | None = None,
-    generator: ExampleRng | torch.Generator | None = None,
+    generator: ExampleRng | torch.Generator | int | None = None,
 ) -> Tensor:
     """Square Attack on a score model ``x (N, C, H, W) -> probabilities (N, K)``.
 

@@ -18,15 +18,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from advx.errors import InputError
 from advx.text.sentence import Sentence
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from advx.text.embeddings import WordEmbeddings
-    from advx.text.minilm import MiniLMEncoder
     from advx.text.wordnet import WordNet
+
+
+class SentenceEncoder(Protocol):
+    """What :class:`SentenceSimilarity` needs of an encoder (:class:`MiniLMEncoder` is one)."""
+
+    def encode(self, texts: Sequence[str]) -> Tensor:
+        """Embeddings ``(N, d)``, unit length, of ``texts``."""
+        ...
 
 
 @lru_cache(maxsize=1)
@@ -289,13 +298,14 @@ class SentenceSimilarity(Constraint):
         skip_short: do not check texts of at most ``window`` words (TextFooler's
             released code and TextAttack's ``skip_text_shorter_than_window``; default
             False: every text is checked on the whole sentence).
-        encoder: the sentence encoder (default :meth:`MiniLMEncoder.default`).
+        encoder: the sentence encoder, any object with ``encode(texts) -> (N, d)`` unit
+            embeddings (default :meth:`MiniLMEncoder.default`).
     """
 
     min_cos: float = 0.8
     window: int | None = None
     skip_short: bool = False
-    encoder: MiniLMEncoder | None = field(default=None, compare=False)
+    encoder: SentenceEncoder | None = field(default=None, compare=False)
 
     def keep(
         self, candidates: Sequence[Sentence], current: Sentence, original: Sentence
