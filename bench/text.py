@@ -341,7 +341,7 @@ def advx_records(
     from advx.text.recipes import create
 
     attack = create(
-        recipe, model=model, max_queries=args.max_queries, seed=0,
+        recipe, model=model, max_queries=args.max_queries, seed=getattr(args, "seed", 0),
         max_words_share=args.words_share, **options,
     )  # fmt: skip
     key = hashlib.sha256(json.dumps(attack.config, sort_keys=True).encode()).hexdigest()[:12]
@@ -365,10 +365,13 @@ def textattack_records(
 
     def compute(ts: list[str], ys: torch.Tensor) -> list[dict[str, Any]]:
         return run_deepwordbug(
-            model, ts, ys.tolist(), max_queries=args.max_queries, words_share=args.words_share
-        )
+            model, ts, ys.tolist(), max_queries=args.max_queries, words_share=args.words_share,
+            seed=seed,
+        )  # fmt: skip
 
-    name = f"textattack-dwb-advxcap-q{args.max_queries}-w{args.words_share}.json"
+    seed = getattr(args, "seed", 0)
+    tag = f"-s{seed}" if seed else ""  # seed 0 keeps the earlier runs' cache name
+    name = f"textattack-dwb-advxcap-q{args.max_queries}-w{args.words_share}{tag}.json"
     return _per_text(where / name, texts, y, compute)
 
 
@@ -440,6 +443,13 @@ def main() -> None:
         action="store_true",
         help="also run TextAttack 0.3.11's DeepWordBugGao2018 on each model "
         "(bench/.venv after BENCH_TEXTATTACK=1 bench/setup.sh)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of both libraries' random edits (with --balanced; runs cached per seed): "
+        "rerun with several to see how much of a success-rate gap is the draw",
     )
     p.add_argument(
         "--cuda",
