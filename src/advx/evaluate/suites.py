@@ -165,8 +165,9 @@ _APGD_STEPS = 100
 # escalated APGD-T: 2 random starts of a 200-step run per target class. APGD's step-size
 # schedule is budget-aware (the first halving comes after 22% of the steps), so a longer
 # run explores longer, not just more: on the two bench images that decided target 1
-# (bench/README.md) one start crosses w.p. 24/32 (zoo CNN, image 70) and 29/32 (PGD-AT,
-# image 59) at 200 x 2, against 6/32 and 27/32 at 100 x 3, for 4/3 of the gradient work.
+# (bench/README.md) the escalated step broke them in 24/32 (zoo CNN, image 70) and 29/32
+# (PGD-AT, image 59) seeded trials at 200 x 2, against 6/32 and 27/32 at 100 x 3, for 4/3
+# of the gradient work.
 _ESCALATED_STEPS = 200
 _RESTARTS = 2
 _ESCALATE = ("zero-gradient", "masked-model", "unconverged", "random-search")
