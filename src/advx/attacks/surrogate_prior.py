@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from advx.attacks._steps import BOUNDARY_RULE, step_size_for
 from advx.attacks.base import Attack, Model
 from advx.attacks.mifgsm import mifgsm
+from advx.attacks.pgd import pgd
 from advx.attacks.registry import register
 from advx.attacks.rng import ExampleRng
 from advx.attacks.square import _margin_loss, square
@@ -237,7 +238,7 @@ class _AugmentAdversary:
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator
     ) -> Tensor:
-        r, (lo, hi) = self.recipe, self.bounds
+        r, lo = self.recipe, self.bounds[0]
         n, _, h, w = x.shape
         if r.shift > 0:
             s = r.shift
@@ -251,14 +252,12 @@ class _AugmentAdversary:
         if r.flip:
             mirror = (torch.rand(n, generator=generator) < 0.5).to(x.device)
             x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
-        if r.adv_eps > 0:
-            eps = r.adv_eps
-            delta = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x) * eps
+        if r.adv_eps > 0:  # FGSM-RS as advx's fgsm-rs training runs it: one-step PGD
             with frozen_eval(model), torch.enable_grad():
-                xa = (x + delta).clamp(lo, hi).requires_grad_(True)
-                (g,) = torch.autograd.grad(nn.functional.cross_entropy(model(xa), y), xa)
-            delta = (delta + 1.25 * eps * g.sign()).clamp(-eps, eps)
-            x = (x + delta).clamp(lo, hi)
+                x = pgd(
+                    model, x, y, eps=r.adv_eps, step_size=1.25 * r.adv_eps, steps=1,
+                    bounds=self.bounds, random_init=True, generator=generator,
+                )  # fmt: skip
         return x.detach()
 
 
