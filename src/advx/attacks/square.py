@@ -323,8 +323,8 @@ class Square(Attack):
         positions: where linf squares go. ``"uniform"`` (the paper's): each position
             drawn uniformly, so at the finest sides the same pixels come back while others
             wait. ``"tiles"``: each example walks a random tour of a grid of ``s x s`` tiles
-            (a new order per tour), covering every pixel before any tile repeats, like sampling coordinates without replacement in
-            SimBA. Default (``None``): tiles for runs under 5000 queries (measured, below),
+            (a new order per tour), covering every pixel before any tile repeats, like
+            SimBA's sampling of coordinates without replacement. Default (``None``): tiles for runs under 5000 queries (measured, below),
             uniform for 5000 or more (AutoAttack's and the paper's budgets, unmeasured).
         norm: ``"linf"`` (stripes init, ``±eps`` squares) or ``"l2"`` (pseudo-Gaussian
             init and window updates; positions always uniform).
