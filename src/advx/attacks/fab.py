@@ -224,13 +224,8 @@ class FAB(Attack):
             raise InputError(f"{self.name}: eta must be >= 1, got {self.eta}")
         if self.restart_radius is not None:
             self.positive(restart_radius=self.restart_radius)
-        if self.classes is not None and (
-            isinstance(self.classes, bool) or not isinstance(self.classes, int) or self.classes < 1
-        ):
-            raise InputError(
-                f"{self.name}: classes must be a whole number >= 1 (or None for all), "
-                f"got {self.classes!r}"
-            )
+        if self.classes is not None:  # its type is checked from the annotation
+            self.positive(classes=self.classes)
 
     def run(
         self,
